@@ -1,0 +1,133 @@
+//! The container's PID 1: starts the command, forwards signals to it, reaps every orphan, and
+//! exits with the command's status.
+//!
+//! In a new PID namespace the first process is PID 1, and the kernel treats PID 1 specially:
+//! orphans are re-parented to it (so it must reap them, or they stay zombies), and it gets no
+//! default signal actions (a `SIGTERM` it has no handler for is simply dropped). A shell or a
+//! Python server is not written to be PID 1, so, like `tini` or `docker run --init`, we put a
+//! tiny init in front of it.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use ch01_process::exec::{exec_report_pipe, ExecError, Program};
+use nix::errno::Errno;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::sync::{Channel, Message};
+use crate::Exit;
+
+/// The signals PID 1 passes on to the command (what `docker stop`, Ctrl-C and friends send).
+const FORWARDED: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+];
+
+/// The command's pid, for the signal handler (which may only touch atomics).
+static COMMAND_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    let pid = COMMAND_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe and takes plain integers.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// From now on, the usual termination and job-control signals this process receives are passed
+/// on to `pid`. Init does this for its command; the runtime does it for init.
+pub fn forward_signals_to(pid: Pid) {
+    COMMAND_PID.store(pid.as_raw(), Ordering::Relaxed);
+    for signal in FORWARDED {
+        let handler = SigAction::new(SigHandler::Handler(forward_signal), SaFlags::SA_RESTART, SigSet::empty());
+        // SAFETY: the handler only reads an atomic and calls kill(2), both async-signal-safe.
+        let _ = unsafe { sigaction(signal, &handler) };
+    }
+}
+
+/// Puts every signal back to its default action and unblocks all, so the command starts clean
+/// (an ignored signal stays ignored across exec, and our parent ignores some).
+pub fn reset_signals() {
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+// ANCHOR: init
+/// Runs as the container's init (PID 1 when there is a PID namespace). Never returns.
+///
+/// `redirect` lists `(from, to)` descriptor pairs the command gets via `dup2` (its stdout, say).
+pub fn run_init(program: &Program, channel: &Channel, redirect: &[(RawFd, RawFd)]) -> ! {
+    let (report_reader, report_writer) = match exec_report_pipe() {
+        Ok(pair) => pair,
+        Err(e) => fail(channel, &e.to_string()),
+    };
+    // SAFETY: this process has one thread (it was forked), so the child may run any code.
+    let command = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(report_reader);
+            reset_signals();
+            for &(from, to) in redirect {
+                // SAFETY: dup2 on descriptors this process owns; `to` is 0, 1 or 2.
+                unsafe { libc::dup2(from, to) };
+            }
+            let errno = program.exec(Some(&report_writer));
+            // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if errno == Errno::ENOENT { 127 } else { 126 }) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(channel, &format!("fork of the command: {e}")),
+    };
+    drop(report_writer);
+    forward_signals_to(command);
+
+    match report_reader.wait_for_exec(program) {
+        Ok(()) => {
+            let _ = channel.send(&Message::Running);
+        }
+        Err(ExecError::Exec { errno, .. }) => {
+            let _ = channel.send(&Message::ExecFailed(errno as i32));
+        }
+        Err(other) => {
+            let _ = channel.send(&Message::Failed(other.to_string()));
+        }
+    }
+
+    // Reap everything; the command's end is the container's end.
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(status) if status.pid() == Some(command) => {
+                if let Some(exit) = Exit::from_wait(status) {
+                    let _ = channel.send(&Message::Exited(exit));
+                    // SAFETY: ending init; nothing of ours needs unwinding.
+                    unsafe { libc::_exit(exit.shell_code()) }
+                }
+            }
+            Ok(_orphan_reaped) => {}
+            Err(Errno::EINTR) => {}
+            Err(e) => fail(channel, &format!("waitpid in init: {e}")),
+        }
+    }
+}
+// ANCHOR_END: init
+
+/// Reports a set-up failure to the parent and ends this process.
+pub fn fail(channel: &Channel, reason: &str) -> ! {
+    let _ = channel.send(&Message::Failed(reason.to_string()));
+    // SAFETY: ending a forked child without unwinding into the parent's stack frames.
+    unsafe { libc::_exit(1) }
+}

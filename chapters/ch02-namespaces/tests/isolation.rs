@@ -1,0 +1,158 @@
+//! The library, driven directly: PID 1's duties, signals, mounts, the published port, clean-up.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use ch01_process::exec::Program;
+use ch02_namespaces::{Exit, Isolation, Namespace, NamespaceError, PortMapping};
+use labkit::{require_root, ScratchDir};
+use nix::sys::signal::Signal;
+use nix::unistd::pipe;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch02-namespaces");
+
+fn program(args: &[&str]) -> Program {
+    Program::new(args).unwrap()
+}
+
+/// Runs `args` isolated with stdout captured; returns (status, stdout).
+fn run_captured(isolation: Isolation, args: &[&str]) -> (Exit, String) {
+    let (reader, writer) = pipe().unwrap();
+    let child = isolation.stdout(writer).spawn(&program(args)).unwrap();
+    let mut out = String::new();
+    File::from(reader).read_to_string(&mut out).unwrap();
+    (child.wait().unwrap(), out)
+}
+
+#[test]
+fn pid_one_reaps_an_orphaned_grandchild() {
+    if !require_root("pid_one_reaps_an_orphaned_grandchild") {
+        return;
+    }
+    // The inner sh starts `sleep` in the background and exits at once: sleep is orphaned and the
+    // kernel re-parents it to PID 1. When sleep ends, only PID 1 can reap it; if it did not,
+    // /proc/<pid> would stay, in state Z (zombie).
+    let script = r#"
+        sh -c 'sleep 0.2 & echo $! > /tmp/orphan'
+        orphan=$(cat /tmp/orphan)
+        grep PPid /proc/$orphan/status | tr -d '\t'
+        sleep 0.6
+        if [ -e /proc/$orphan ]; then echo "left: $(grep State /proc/$orphan/status)"; else echo reaped; fi
+    "#;
+    let scratch = ScratchDir::new("orphan").unwrap();
+    let script = script.replace("/tmp/orphan", &scratch.join("pid").to_string_lossy());
+    let (status, out) = run_captured(Isolation::new([Namespace::Pid, Namespace::Mount]), &["sh", "-c", &script]);
+    assert_eq!(status, Exit::Code(0));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["PPid:1", "reaped"], "{out}");
+}
+
+#[test]
+fn sigterm_to_the_container_reaches_the_command() {
+    if !require_root("sigterm_to_the_container_reaches_the_command") {
+        return;
+    }
+    let (reader, writer) = pipe().unwrap();
+    let child = Isolation::new([Namespace::Pid, Namespace::Mount])
+        .stdout(writer)
+        .spawn(&program(&["sh", "-c", "echo ready; exec sleep 30"]))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(File::from(reader)).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    child.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap(), Exit::Signal(Signal::SIGTERM), "init forwarded SIGTERM to sleep");
+}
+
+#[test]
+fn mounts_inside_do_not_reach_the_host() {
+    if !require_root("mounts_inside_do_not_reach_the_host") {
+        return;
+    }
+    let scratch = ScratchDir::new("mnt-probe").unwrap();
+    let target = scratch.join("m");
+    fs::create_dir(&target).unwrap();
+    let (reader, writer) = pipe().unwrap();
+    let script = format!("mount -t tmpfs boxlab-probe {0} && grep -c boxlab-probe /proc/self/mounts && exec sleep 30", target.display());
+    let child = Isolation::new([Namespace::Mount, Namespace::Pid]).stdout(writer).spawn(&program(&["sh", "-c", &script])).unwrap();
+    let mut line = String::new();
+    BufReader::new(File::from(reader)).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "1", "mounted inside");
+    let host_mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    child.signal(Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    assert!(!host_mounts.contains("boxlab-probe"), "the mount leaked to the host");
+}
+
+#[test]
+fn cgroup_namespace_makes_the_own_cgroup_the_root() {
+    if !require_root("cgroup_namespace_makes_the_own_cgroup_the_root") {
+        return;
+    }
+    let host = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let (status, out) = run_captured(Isolation::new([Namespace::Cgroup]), &["cat", "/proc/self/cgroup"]);
+    assert_eq!(status, Exit::Code(0));
+    for line in out.lines() {
+        assert!(line.ends_with(":/"), "every hierarchy shows '/': {line}\n(host: {host})");
+    }
+}
+
+#[test]
+fn a_published_port_answers_from_the_host() {
+    if !require_root("a_published_port_answers_from_the_host") {
+        return;
+    }
+    let port = labkit::free_port();
+    let mapping: PortMapping = format!("{port}:8000").parse().unwrap();
+    // Another test thread may fork (to exec `ip`, say) while our probe socket is open: its child
+    // then holds a copy of the port for the few milliseconds until its exec. Retry briefly.
+    let spawn = || Isolation::container_defaults().hostname("boxlab-web").publish(mapping).spawn(&program(&[BIN, "__serve", "8000"]));
+    let child = (0..50)
+        .find_map(|_| match spawn() {
+            Err(NamespaceError::PortUnavailable { .. }) => {
+                std::thread::sleep(Duration::from_millis(10));
+                None
+            }
+            other => Some(other.unwrap()),
+        })
+        .expect("the port stays taken");
+    let device = child.host_device().unwrap().to_string();
+    assert!(Path::new("/sys/class/net").join(&device).exists());
+    let reply = ask(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    assert!(reply.contains("\"boxlab-web\"") && reply.contains("eth0"), "{reply}");
+    assert_eq!(child.wait().unwrap(), Exit::Code(0));
+    assert!(!Path::new("/sys/class/net").join(&device).exists(), "{device} removed after the container ended");
+    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "the host port is released");
+}
+
+fn ask(addr: SocketAddr) -> String {
+    for _ in 0..150 {
+        if let Ok(mut stream) = TcpStream::connect(addr) {
+            let mut reply = String::new();
+            if stream.read_to_string(&mut reply).is_ok() && !reply.is_empty() {
+                return reply;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no reply on {addr}");
+}
+
+#[test]
+fn dropping_a_running_child_kills_and_cleans_it_up() {
+    if !require_root("dropping_a_running_child_kills_and_cleans_it_up") {
+        return;
+    }
+    let child = Isolation::container_defaults()
+        .network(ch02_namespaces::Network::Veth)
+        .spawn(&program(&["sleep", "30"]))
+        .unwrap();
+    let (init, waiter) = (child.pid(), child.waiter_pid());
+    let device = child.host_device().unwrap().to_string();
+    drop(child);
+    assert!(!Path::new(&format!("/proc/{init}")).exists(), "init is gone");
+    assert!(!Path::new(&format!("/proc/{waiter}")).exists(), "the waiter is reaped");
+    assert!(!Path::new("/sys/class/net").join(&device).exists(), "{device} is gone");
+}

@@ -1,0 +1,18 @@
+//! labkit: what every chapter's tests need, written once.
+//!
+//! - [`require_root`]: privileged tests skip with one line outside CI and *fail* under `CI=true`,
+//!   so a CI run can never pass by skipping.
+//! - [`ScratchDir`]: a temporary directory whose name carries `boxlab` (so the leak check finds
+//!   it) and which unmounts everything below it before removing it, also when a test panics.
+//! - [`free_port`]: a loopback port no parallel test will take from under you.
+//! - [`busybox_rootfs`]: a minimal root filesystem built from the host's static busybox.
+
+mod port;
+mod privilege;
+mod rootfs;
+mod scratch;
+
+pub use port::free_port;
+pub use privilege::{in_ci, is_root, require_root};
+pub use rootfs::{busybox_rootfs, find_static_busybox, RootfsError};
+pub use scratch::ScratchDir;
