@@ -55,7 +55,7 @@ impl fmt::Display for Exit {
 }
 
 /// Waits until `pid` has ended and reaps it (so no zombie is left), retrying on `EINTR`.
-pub(crate) fn wait_for_end(pid: Pid) -> Result<Exit, Errno> {
+pub fn wait_for_end(pid: Pid) -> Result<Exit, Errno> {
     loop {
         match waitpid(pid, None) {
             Ok(status) => {

@@ -51,21 +51,20 @@ pub enum WarmError {
     #[error("the {role} (pid {pid}) {exit}{}", died_hint(*exit))]
     Died { role: Role, pid: Pid, exit: Exit },
     /// A zygote's child for this one request ended without replying; the zygote lives on.
-    #[error("the zygote (pid {zygote})'s child for this request (pid {child}) {exit}{}; the zygote still serves the next request", died_hint(*exit))]
+    #[error(
+        "the request's child (pid {child}) {exit}{}; its zygote (pid {zygote}) still serves the next request",
+        died_hint(*exit)
+    )]
     RequestDied { zygote: Pid, child: Pid, exit: Exit },
     /// The zygote could not fork a child for this one request; the zygote lives on.
-    #[error("the zygote (pid {zygote}) could not fork a child for this request: {errno} (too many processes? see `ulimit -u`)")]
+    #[error("the zygote (pid {zygote}) could not fork a child for this request: {errno} (too many processes?)")]
     RequestFork { zygote: Pid, errno: Errno },
     /// The request is larger than one message may be.
     #[error("request of {len} bytes is larger than the {MAX_PAYLOAD}-byte limit of one message")]
     TooLarge { len: usize },
     /// Reading or writing the socket failed, or the reply was malformed.
     #[error("talking to the {role} (pid {pid}): {source}")]
-    Io {
-        role: Role,
-        pid: Pid,
-        source: io::Error,
-    },
+    Io { role: Role, pid: Pid, source: io::Error },
     /// The handle was stopped already.
     #[error("the {role} (pid {pid}) was already stopped; start a new one")]
     Stopped { role: Role, pid: Pid },
@@ -76,9 +75,7 @@ pub enum WarmError {
 
 fn died_hint(exit: Exit) -> &'static str {
     match exit {
-        Exit::Code(PANIC_STATUS) => {
-            " (its handler or load step panicked; the message is on stderr)"
-        }
+        Exit::Code(PANIC_STATUS) => " (its handler or load step panicked; the message is on stderr)",
         Exit::Signal(Signal::SIGKILL) => " (killed from outside, or by the OOM killer)",
         _ => "",
     }
@@ -103,26 +100,17 @@ impl Server {
     /// Forks a process that serves `our socket`'s peer with `serve`, then waits until it says it
     /// is ready (its load step is done).
     pub fn start(role: Role, serve: impl FnOnce(Conn) -> i32) -> Result<Server, WarmError> {
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|source| WarmError::Socket { role, source })?;
+        let (ours, theirs) = UnixStream::pair().map_err(|source| WarmError::Socket { role, source })?;
         let theirs_fd = theirs.as_raw_fd();
-        let pid = fork_child(theirs_fd, move || serve(Conn::new(theirs)))
+        let pid = fork_child(&[theirs_fd], move || serve(Conn::new(theirs)))
             .map_err(|errno| WarmError::Fork { role, errno })?;
         // (`theirs` moved into the closure, which fork_child dropped here in the parent: only the
         // child holds that end now, so when the child ends we read end-of-file.)
-        let mut server = Server {
-            role,
-            pid,
-            conn: Some(Conn::new(ours)),
-            ended: None,
-            load_time: Duration::ZERO,
-        };
+        let mut server = Server { role, pid, conn: Some(Conn::new(ours)), ended: None, load_time: Duration::ZERO };
         let ready = server.recv()?;
         let payload = server.conn()?.payload(&ready);
         if ready.kind != kind::READY || payload.len() != 8 {
-            return Err(
-                server.protocol_error(format!("expected a READY message, got kind {}", ready.kind))
-            );
+            return Err(server.protocol_error(format!("expected a READY message, got kind {}", ready.kind)));
         }
         let mut nanos = [0u8; 8];
         nanos.copy_from_slice(payload);
@@ -150,44 +138,36 @@ impl Server {
         }
         let reply = self.recv()?;
         let payload = self.conn()?.payload(&reply);
-        match reply.kind {
-            kind::DATA => Ok(payload.to_vec()),
+        if reply.kind == kind::DATA {
+            return Ok(payload.to_vec());
+        }
+        Err(self.request_failure(reply.kind, payload))
+    }
+    // ANCHOR_END: request
+
+    /// Decodes the message a zygote sends instead of a reply when this request's child ended
+    /// without replying, or could not be forked.
+    fn request_failure(&self, what: u32, payload: &[u8]) -> WarmError {
+        let word = |at: usize| i32::from_le_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]]);
+        match what {
             kind::EXITED | kind::SIGNALED if payload.len() == 8 => {
-                let child = Pid::from_raw(i32::from_le_bytes([
-                    payload[0], payload[1], payload[2], payload[3],
-                ]));
-                let value = i32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]);
-                let exit = if reply.kind == kind::EXITED {
+                let (child, value) = (Pid::from_raw(word(0)), word(4));
+                let exit = if what == kind::EXITED {
                     Exit::Code(value)
                 } else {
                     match Signal::try_from(value) {
                         Ok(signal) => Exit::Signal(signal),
-                        Err(_) => {
-                            return Err(
-                                self.protocol_error(format!("unknown signal number {value}"))
-                            )
-                        }
+                        Err(_) => return self.protocol_error(format!("unknown signal number {value}")),
                     }
                 };
-                Err(WarmError::RequestDied {
-                    zygote: self.pid,
-                    child,
-                    exit,
-                })
+                WarmError::RequestDied { zygote: self.pid, child, exit }
             }
             kind::FORK_FAILED if payload.len() == 4 => {
-                let errno = Errno::from_raw(i32::from_le_bytes([
-                    payload[0], payload[1], payload[2], payload[3],
-                ]));
-                Err(WarmError::RequestFork {
-                    zygote: self.pid,
-                    errno,
-                })
+                WarmError::RequestFork { zygote: self.pid, errno: Errno::from_raw(word(0)) }
             }
-            other => Err(self.protocol_error(format!("unexpected message kind {other}"))),
+            other => self.protocol_error(format!("unexpected message kind {other}")),
         }
     }
-    // ANCHOR_END: request
 
     /// Our end of the socket, or why there is none.
     fn conn(&self) -> Result<&Conn, WarmError> {
@@ -196,15 +176,8 @@ impl Server {
 
     fn gone(&self) -> WarmError {
         match self.ended {
-            Some(exit) => WarmError::Died {
-                role: self.role,
-                pid: self.pid,
-                exit,
-            },
-            None => WarmError::Stopped {
-                role: self.role,
-                pid: self.pid,
-            },
+            Some(exit) => WarmError::Died { role: self.role, pid: self.pid, exit },
+            None => WarmError::Stopped { role: self.role, pid: self.pid },
         }
     }
 
@@ -215,10 +188,7 @@ impl Server {
         };
         match conn.recv() {
             Ok(Some(frame)) => Ok(frame),
-            Ok(None) => Err(self.died_or(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "socket closed",
-            ))),
+            Ok(None) => Err(self.died_or(io::Error::new(io::ErrorKind::UnexpectedEof, "socket closed"))),
             Err(source) => Err(self.died_or(source)),
         }
     }
@@ -227,9 +197,7 @@ impl Server {
     fn died_or(&mut self, source: io::Error) -> WarmError {
         let peer_gone = matches!(
             source.kind(),
-            io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionReset
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
         );
         if peer_gone {
             // The process's end of the socket is closed, so it has ended or is ending; waiting for
@@ -238,34 +206,16 @@ impl Server {
                 Ok(exit) => {
                     self.ended = Some(exit);
                     self.conn = None;
-                    return WarmError::Died {
-                        role: self.role,
-                        pid: self.pid,
-                        exit,
-                    };
+                    return WarmError::Died { role: self.role, pid: self.pid, exit };
                 }
-                Err(errno) => {
-                    return WarmError::Wait {
-                        role: self.role,
-                        pid: self.pid,
-                        errno,
-                    }
-                }
+                Err(errno) => return WarmError::Wait { role: self.role, pid: self.pid, errno },
             }
         }
-        WarmError::Io {
-            role: self.role,
-            pid: self.pid,
-            source,
-        }
+        WarmError::Io { role: self.role, pid: self.pid, source }
     }
 
     fn protocol_error(&self, detail: String) -> WarmError {
-        WarmError::Io {
-            role: self.role,
-            pid: self.pid,
-            source: io::Error::new(io::ErrorKind::InvalidData, detail),
-        }
+        WarmError::Io { role: self.role, pid: self.pid, source: io::Error::new(io::ErrorKind::InvalidData, detail) }
     }
 
     /// Closes the socket, so the process reads end-of-file and exits, then reaps it. A process
@@ -277,11 +227,7 @@ impl Server {
         self.conn = None;
         let deadline = Instant::now() + STOP_GRACE;
         let mut pause = Duration::from_micros(20);
-        let wait_error = |errno| WarmError::Wait {
-            role: self.role,
-            pid: self.pid,
-            errno,
-        };
+        let wait_error = |errno| WarmError::Wait { role: self.role, pid: self.pid, errno };
         let exit = loop {
             if let Some(exit) = try_reap(self.pid).map_err(wait_error)? {
                 break exit;
@@ -308,11 +254,7 @@ impl Drop for Server {
 
 // ANCHOR: worker_loop
 /// The worker's whole life: load once, say READY, then answer requests until end-of-file.
-fn worker_main<S>(
-    mut conn: Conn,
-    load: impl FnOnce() -> S,
-    mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>,
-) -> i32 {
+fn worker_main<S>(mut conn: Conn, load: impl FnOnce() -> S, mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>) -> i32 {
     let started = Instant::now();
     let mut state = load();
     let load_ns = started.elapsed().as_nanos() as u64;

@@ -11,7 +11,9 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use nix::unistd::Pid;
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::Signal;
+use nix::unistd::{getpid, getppid, Pid};
 
 use crate::child::fork_child;
 use crate::frame::{kind, Conn};
@@ -20,17 +22,14 @@ use crate::warm::{Role, Server, WarmError};
 
 // ANCHOR: zygote_loop
 /// The zygote's whole life: load once, say READY, then fork a child per request.
-fn zygote_main<S>(
-    mut conn: Conn,
-    load: impl FnOnce() -> S,
-    mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>,
-) -> i32 {
+fn zygote_main<S>(mut conn: Conn, load: impl FnOnce() -> S, mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>) -> i32 {
     let started = Instant::now();
     let mut state = load();
     let load_ns = started.elapsed().as_nanos() as u64;
     if conn.send(kind::READY, &load_ns.to_le_bytes()).is_err() {
         return 1;
     }
+    let zygote = getpid();
     loop {
         let request = match conn.recv() {
             Ok(Some(frame)) => frame,
@@ -39,7 +38,12 @@ fn zygote_main<S>(
         };
         // The child gets a copy-on-write copy of `state` and the socket; it replies itself.
         // Whatever it changes in `state` dies with it: the next child starts from the loaded copy.
-        let forked = fork_child(conn.socket().as_raw_fd(), || {
+        let forked = fork_child(&[conn.socket().as_raw_fd()], || {
+            // If the zygote is killed while this request runs, die with it rather than live on as
+            // an orphan. (The zygote has one thread, so "parent thread exits" = "zygote exits".)
+            if set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != zygote {
+                return 1;
+            }
             let reply = handler(&mut state, conn.payload(&request));
             match conn.send(kind::DATA, &reply) {
                 Ok(()) => 0,

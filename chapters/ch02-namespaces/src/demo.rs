@@ -24,16 +24,27 @@ pub fn run() -> Result<i32> {
 
     println!("Step 1. The host, as this process sees it");
     let queue = HostQueue::create()?;
-    println!("  msgget(0x{DEMO_QUEUE_KEY:08x}, IPC_CREAT): made a System V message queue on the host (ipcs -q lists it)");
+    println!(
+        "  msgget(0x{DEMO_QUEUE_KEY:08x}, IPC_CREAT): made a System V message queue on the host (ipcs -q lists it)"
+    );
     let host = capture();
     print_view("  ", &host);
 
     println!("\nStep 2. Make the child (each line is one step, as it happens)");
-    let mut namespaces = vec![Namespace::User, Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid, Namespace::Cgroup];
+    let mut namespaces = vec![
+        Namespace::User,
+        Namespace::Mount,
+        Namespace::Uts,
+        Namespace::Ipc,
+        Namespace::Net,
+        Namespace::Pid,
+        Namespace::Cgroup,
+    ];
     if Namespace::Time.supported() {
         namespaces.push(Namespace::Time);
     }
-    let mut isolation = Isolation::new(namespaces).hostname("boxlab-demo").observe(Arc::new(|step: &str| println!("  {step}")));
+    let mut isolation =
+        Isolation::new(namespaces).hostname("boxlab-demo").observe(Arc::new(|step: &str| println!("  {step}")));
     if root {
         // As root we may map a whole range: root inside is the unprivileged uid 100000 outside.
         isolation = isolation.uid_maps(vec![IdMap { inside: 0, outside: 100_000, count: 65_536 }]);
@@ -74,7 +85,11 @@ fn print_view(indent: &str, view: &View) {
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "(none)".into() } else { items.join(", ") }
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 // ANCHOR: compare
@@ -82,23 +97,52 @@ fn compare(host: &View, inside: &View) {
     let rows: [(&str, String, String, &str); 8] = [
         ("pid", host.pid.to_string(), inside.pid.to_string(), "PID: numbering restarts; our init is 1, the command 2"),
         ("parent pid", host.ppid.to_string(), inside.ppid.to_string(), "PID: its parent is init, PID 1"),
-        ("processes", host.processes.to_string(), inside.processes.to_string(), "PID+MNT: a fresh /proc lists only the namespace"),
+        (
+            "processes",
+            host.processes.to_string(),
+            inside.processes.to_string(),
+            "PID+MNT: a fresh /proc lists only the namespace",
+        ),
         ("hostname", host.hostname.clone(), inside.hostname.clone(), "UTS: sethostname changed only the child's"),
         ("uid", host.uid.to_string(), inside.uid.to_string(), "USER: uid 0 inside ..."),
-        ("uid_map", host.uid_map.clone(), inside.uid_map.clone(), "USER: ... is this range outside (inside outside count)"),
-        ("interfaces", host.interfaces.join(","), inside.interfaces.join(","), "NET: a new network namespace has only lo"),
-        ("msg queues", list_or_none(&host.ipc_queues), list_or_none(&inside.ipc_queues), "IPC: the host's queue is not visible"),
+        (
+            "uid_map",
+            host.uid_map.clone(),
+            inside.uid_map.clone(),
+            "USER: ... is this range outside (inside outside count)",
+        ),
+        (
+            "interfaces",
+            host.interfaces.join(","),
+            inside.interfaces.join(","),
+            "NET: a new network namespace has only lo",
+        ),
+        (
+            "msg queues",
+            list_or_none(&host.ipc_queues),
+            list_or_none(&inside.ipc_queues),
+            "IPC: the host's queue is not visible",
+        ),
     ];
     println!("  {:<11} {:<24} {:<24} why", "", "host", "child");
     for (fact, outside, within, why) in rows {
         println!("  {fact:<11} {:<24} {:<24} {why}", clip(&outside), clip(&within));
     }
-    println!("  {:<11} {:<24} {:<24} CGROUP: its own cgroup is its root", "cgroup", clip(&host.cgroup), clip(&inside.cgroup));
+    println!(
+        "  {:<11} {:<24} {:<24} CGROUP: its own cgroup is its root",
+        "cgroup",
+        clip(&host.cgroup),
+        clip(&inside.cgroup)
+    );
 }
 // ANCHOR_END: compare
 
 fn clip(text: &str) -> String {
-    if text.chars().count() <= 23 { text.to_string() } else { format!("{}…", text.chars().take(22).collect::<String>()) }
+    if text.chars().count() <= 23 {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(22).collect::<String>())
+    }
 }
 
 fn published_port_demo(isolation: &Isolation) -> Result<()> {
@@ -106,7 +150,10 @@ fn published_port_demo(isolation: &Isolation) -> Result<()> {
     let mapping: PortMapping = format!("127.0.0.1:{host_port}:80").parse()?;
     let program = Program::new(&["/proc/self/exe", "__serve", "80"])?;
     let child = isolation.clone().publish(mapping).spawn(&program).context("starting the server child")?;
-    println!("  the child serves on port 80 of its own eth0 ({}); the host asks 127.0.0.1:{host_port}", child.address().map(|a| a.to_string()).unwrap_or_default());
+    println!(
+        "  the child serves on port 80 of its own eth0 ({}); the host asks 127.0.0.1:{host_port}",
+        child.address().map(|a| a.to_string()).unwrap_or_default()
+    );
     let reply = ask(SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)))?;
     println!("  reply: {}", reply.trim());
     let status = child.wait()?;
@@ -145,7 +192,8 @@ pub fn serve_once(port: &str) -> ExitCode {
     };
     let Ok((mut conn, peer)) = listener.accept() else { return ExitCode::FAILURE };
     let me = capture();
-    let _ = writeln!(conn, "hello {peer} from pid {} on {:?}, interfaces {}", me.pid, me.hostname, me.interfaces.join(","));
+    let _ =
+        writeln!(conn, "hello {peer} from pid {} on {:?}, interfaces {}", me.pid, me.hostname, me.interfaces.join(","));
     ExitCode::SUCCESS
 }
 // ANCHOR_END: serve

@@ -11,13 +11,17 @@ use crate::Namespace;
 /// An error from chapter 2's library.
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
-    #[error("unknown namespace '{name}': expected a comma-separated list of user, mnt, uts, ipc, net, pid, cgroup, time")]
+    #[error(
+        "unknown namespace '{name}': expected a comma-separated list of user, mnt, uts, ipc, net, pid, cgroup, time"
+    )]
     UnknownNamespace { name: String },
 
     #[error("this kernel has no {0} namespace (/proc/self/ns/{0} is missing)")]
     Unsupported(Namespace),
 
-    #[error("creating {namespaces} namespaces needs root: run as root, or add --rootless to do it inside a user namespace")]
+    #[error(
+        "creating {namespaces} namespaces needs root: run as root, or add --rootless to do it inside a user namespace"
+    )]
     NeedsRoot { namespaces: String },
 
     #[error("{what} needs root on the host: {why}")]

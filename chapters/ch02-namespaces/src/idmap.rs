@@ -27,15 +27,21 @@ impl IdMap {
 
     /// Parses `INSIDE:OUTSIDE:COUNT`, `kind` naming "uid" or "gid" for messages.
     pub fn parse(kind: &'static str, spec: &str) -> Result<Self, NamespaceError> {
-        let invalid = |reason: &str| NamespaceError::InvalidIdMap { kind, spec: spec.to_string(), reason: reason.into() };
+        let invalid =
+            |reason: &str| NamespaceError::InvalidIdMap { kind, spec: spec.to_string(), reason: reason.into() };
         let fields: Vec<&str> = spec.trim().split(':').collect();
         let [inside, outside, count] = fields.as_slice() else {
             return Err(invalid("it needs exactly three numbers separated by ':'"));
         };
         let number = |field: &str, what: &str| {
-            u32::from_str(field.trim()).map_err(|_| invalid(&format!("{what} '{field}' is not a number from 0 to 4294967295")))
+            u32::from_str(field.trim())
+                .map_err(|_| invalid(&format!("{what} '{field}' is not a number from 0 to 4294967295")))
         };
-        let map = IdMap { inside: number(inside, "INSIDE")?, outside: number(outside, "OUTSIDE")?, count: number(count, "COUNT")? };
+        let map = IdMap {
+            inside: number(inside, "INSIDE")?,
+            outside: number(outside, "OUTSIDE")?,
+            count: number(count, "COUNT")?,
+        };
         if map.count == 0 {
             return Err(invalid("COUNT must be at least 1"));
         }
@@ -63,7 +69,12 @@ impl fmt::Display for IdMap {
 /// Only a process outside the namespace may write them, and only once. Without root on the host
 /// the kernel accepts a single line mapping the caller's own id, and only after `setgroups` is
 /// set to `deny` (otherwise a process could drop a group that was denying it access: CVE-2014-8989).
-pub fn write_id_maps(pid: Pid, uid_maps: &[IdMap], gid_maps: &[IdMap], deny_setgroups: bool) -> Result<(), NamespaceError> {
+pub fn write_id_maps(
+    pid: Pid,
+    uid_maps: &[IdMap],
+    gid_maps: &[IdMap],
+    deny_setgroups: bool,
+) -> Result<(), NamespaceError> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     if deny_setgroups {
         write_proc_file(proc_dir.join("setgroups"), "deny")?;

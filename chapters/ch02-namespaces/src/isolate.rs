@@ -22,12 +22,14 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+use ch01_process::child::fork_child;
 use ch01_process::exec::{ExecError, Program};
+use ch01_process::status::wait_for_end;
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, getegid, geteuid, getpid, sethostname, setresgid, setresuid, ForkResult, Gid, Pid, Uid};
+use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::idmap::{write_id_maps, IdMap};
 use crate::init::{fail, run_init};
@@ -100,7 +102,14 @@ impl Isolation {
 
     /// What `docker run` isolates by default: MNT, UTS, IPC, NET, PID and CGROUP.
     pub fn container_defaults() -> Self {
-        Isolation::new([Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid, Namespace::Cgroup])
+        Isolation::new([
+            Namespace::Mount,
+            Namespace::Uts,
+            Namespace::Ipc,
+            Namespace::Net,
+            Namespace::Pid,
+            Namespace::Cgroup,
+        ])
     }
 
     /// Rootless: the defaults plus a USER namespace in which the caller is root.
@@ -246,15 +255,12 @@ impl Isolation {
         let listener = self.publish.as_ref().map(PortProxy::bind).transpose()?;
         let (parent_end, child_end) = channel_pair()?;
 
-        // SAFETY: the child runs only `waiter_main`, which never returns into our caller's code.
-        // After glibc's fork the child has one thread and a consistent malloc, so it may allocate.
-        let waiter = match unsafe { fork() }.map_err(|e| NamespaceError::sys("fork", e))? {
-            ForkResult::Child => {
-                drop(parent_end);
-                waiter_main(self, program, child_end)
-            }
-            ForkResult::Parent { child } => child,
-        };
+        // The waiter keeps only its end of the channel and the command's stdout/stderr: see
+        // chapter 1's `fork_child` for why a child that does not exec must close the rest.
+        let mut keep = vec![child_end.as_raw_fd()];
+        keep.extend(self.redirects().iter().map(|&(from, _)| from));
+        let waiter =
+            fork_child(&keep, || waiter_main(self, program, &child_end)).map_err(|e| NamespaceError::sys("fork", e))?;
         drop(child_end);
 
         self.tell(&format!("runtime: fork() -> child {waiter} will create the namespaces"));
@@ -274,7 +280,9 @@ impl Isolation {
             write_id_maps(waiter, &uid_maps, &gid_maps, deny_setgroups)?;
             let show = |maps: &[IdMap]| maps.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ");
             if deny_setgroups {
-                self.tell(&format!("runtime: wrote /proc/{waiter}/setgroups = deny (required before an unprivileged gid_map)"));
+                self.tell(&format!(
+                    "runtime: wrote /proc/{waiter}/setgroups = deny (required before an unprivileged gid_map)"
+                ));
             }
             self.tell(&format!("runtime: wrote /proc/{waiter}/uid_map = '{}' (inside outside count)", show(&uid_maps)));
             self.tell(&format!("runtime: wrote /proc/{waiter}/gid_map = '{}'", show(&gid_maps)));
@@ -313,8 +321,10 @@ impl Isolation {
 
     /// The maps to write: the configured ones, or "me outside is root inside".
     fn effective_id_maps(&self) -> (Vec<IdMap>, Vec<IdMap>, bool) {
-        let uid_maps = if self.uid_maps.is_empty() { vec![IdMap::root_is(geteuid().as_raw())] } else { self.uid_maps.clone() };
-        let gid_maps = if self.gid_maps.is_empty() { vec![IdMap::root_is(getegid().as_raw())] } else { self.gid_maps.clone() };
+        let uid_maps =
+            if self.uid_maps.is_empty() { vec![IdMap::root_is(geteuid().as_raw())] } else { self.uid_maps.clone() };
+        let gid_maps =
+            if self.gid_maps.is_empty() { vec![IdMap::root_is(getegid().as_raw())] } else { self.gid_maps.clone() };
         // Without root, the kernel insists on setgroups=deny before an unprivileged gid_map.
         (uid_maps, gid_maps, !geteuid().is_root())
     }
@@ -382,15 +392,11 @@ impl IsolatedChild {
                 _ => {}
             }
         }
-        let waited = loop {
-            match waitpid(self.waiter, None) {
-                Err(Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
+        let waited = wait_for_end(self.waiter);
         self.cleanup_network();
-        let waiter_status = waited.ok().and_then(Exit::from_wait);
-        let status = self.status.or(waiter_status).ok_or_else(|| NamespaceError::ChildVanished("no exit status".into()))?;
+        let waiter_status = waited.ok();
+        let status =
+            self.status.or(waiter_status).ok_or_else(|| NamespaceError::ChildVanished("no exit status".into()))?;
         self.waiter = Pid::from_raw(0); // reaped: nothing for Drop to do
         Ok(status)
     }
@@ -439,7 +445,9 @@ impl IsolatedChild {
 fn unexpected(message: Message, program: &Program) -> NamespaceError {
     match message {
         Message::Failed(reason) => NamespaceError::ChildSetup(reason),
-        Message::ExecFailed(errno) => NamespaceError::Exec(ExecError::Exec { program: program.name(), errno: Errno::from_raw(errno) }),
+        Message::ExecFailed(errno) => {
+            NamespaceError::Exec(ExecError::Exec { program: program.name(), errno: Errno::from_raw(errno) })
+        }
         other => NamespaceError::ChildVanished(format!("unexpected message {other:?}")),
     }
 }
@@ -482,10 +490,7 @@ impl Drop for IsolatedChild {
 
 // ANCHOR: waiter
 /// The forked child: creates the namespaces, forks init into them, and waits for it.
-fn waiter_main(isolation: &Isolation, program: &Program, channel: Channel) -> ! {
-    let mut keep = vec![channel.as_raw_fd()];
-    keep.extend(isolation.redirects().iter().map(|&(from, _)| from));
-    close_inherited_fds(&keep);
+fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i32 {
     let note = |text: String| {
         if isolation.observer.is_some() {
             let _ = channel.send(&Message::Note(text));
@@ -500,64 +505,65 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: Channel) -> ! 
 
     if has(Namespace::User) {
         if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
-            fail(&channel, &format!("unshare(CLONE_NEWUSER): {e}"));
+            fail(channel, &format!("unshare(CLONE_NEWUSER): {e}"));
         }
         note(format!("child {}: unshare(CLONE_NEWUSER) -> a new user namespace; waiting for the id maps", getpid()));
-        await_go(&channel, Message::UserNamespaceReady);
-        become_root_inside(isolation, &channel);
-        note(format!("child {}: setresuid(0)/setresgid(0): now uid {} inside the user namespace", getpid(), nix::unistd::getuid()));
+        await_go(channel, Message::UserNamespaceReady);
+        become_root_inside(isolation, channel);
+        note(format!(
+            "child {}: setresuid(0)/setresgid(0): now uid {} inside the user namespace",
+            getpid(),
+            nix::unistd::getuid()
+        ));
     }
 
     // Everything but USER (done) and CGROUP (after the parent's hooks have moved us into our
     // cgroup, so that the cgroup namespace's root is the container's own cgroup).
-    let rest = flags_of(isolation.namespaces.iter().copied().filter(|ns| !matches!(ns, Namespace::User | Namespace::Cgroup)));
+    let rest =
+        flags_of(isolation.namespaces.iter().copied().filter(|ns| !matches!(ns, Namespace::User | Namespace::Cgroup)));
     if let Err(e) = unshare(rest) {
         let names: Vec<&str> = isolation.namespaces.iter().map(|ns| ns.name()).collect();
-        fail(&channel, &format!("unshare({}) for namespaces {}: {e}", describe_flags(rest), names.join(",")));
+        fail(channel, &format!("unshare({}) for namespaces {}: {e}", describe_flags(rest), names.join(",")));
     }
     if !rest.is_empty() {
         note(format!("child {}: unshare({})", getpid(), describe_flags(rest)));
     }
     if has(Namespace::Net) {
         if let Err(e) = loopback_up() {
-            fail(&channel, &e);
+            fail(channel, &e);
         }
-        note(format!("child {}: ioctl(SIOCSIFFLAGS, lo, IFF_UP): loopback is up in the new network namespace", getpid()));
+        note(format!(
+            "child {}: ioctl(SIOCSIFFLAGS, lo, IFF_UP): loopback is up in the new network namespace",
+            getpid()
+        ));
     }
-    await_go(&channel, Message::NamespacesReady);
+    await_go(channel, Message::NamespacesReady);
     if has(Namespace::Cgroup) {
         if let Err(e) = unshare(CloneFlags::CLONE_NEWCGROUP) {
-            fail(&channel, &format!("unshare(CLONE_NEWCGROUP): {e}"));
+            fail(channel, &format!("unshare(CLONE_NEWCGROUP): {e}"));
         }
         note(format!("child {}: unshare(CLONE_NEWCGROUP): its current cgroup is now its '/'", getpid()));
     }
 
-    // SAFETY: one thread here; the child runs `init_main`, which never returns.
-    let init = match unsafe { fork() } {
-        Ok(ForkResult::Child) => init_main(isolation, program, &channel),
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => fail(&channel, &format!("fork of init: {e}")),
+    let mut keep = vec![channel.as_raw_fd()];
+    keep.extend(isolation.redirects().iter().map(|&(from, _)| from));
+    let init = match fork_child(&keep, || init_main(isolation, program, channel)) {
+        Ok(pid) => pid,
+        Err(e) => fail(channel, &format!("fork of init: {e}")),
     };
     let _ = channel.send(&Message::InitPid(init.as_raw()));
-    let inside = if has(Namespace::Pid) { "PID 1 in the new PID namespace" } else { "no PID namespace: same pid inside" };
+    let inside =
+        if has(Namespace::Pid) { "PID 1 in the new PID namespace" } else { "no PID namespace: same pid inside" };
     note(format!("child {}: fork() -> init is pid {init} on the host, {inside}", getpid()));
-    let code = loop {
-        match waitpid(init, None) {
-            Err(Errno::EINTR) => continue,
-            Ok(status) => match Exit::from_wait(status) {
-                // Init killed from outside (SIGKILL): it could not report; we do.
-                Some(Exit::Signal(sig)) => {
-                    let _ = channel.send(&Message::Exited(Exit::Signal(sig)));
-                    break 128 + sig as i32;
-                }
-                Some(Exit::Code(code)) => break code,
-                None => continue,
-            },
-            Err(_) => break 1,
+    match wait_for_end(init) {
+        Ok(Exit::Code(code)) => code,
+        // Init killed from outside (SIGKILL): it could not report; we do.
+        Ok(Exit::Signal(sig)) => {
+            let _ = channel.send(&Message::Exited(Exit::Signal(sig)));
+            128 + sig as i32
         }
-    };
-    // SAFETY: ending the forked waiter without unwinding into the caller's frames.
-    unsafe { libc::_exit(code) }
+        Err(_) => 1,
+    }
 }
 // ANCHOR_END: waiter
 
@@ -629,21 +635,7 @@ fn become_root_inside(isolation: &Isolation, channel: &Channel) {
 }
 
 fn describe_flags(flags: CloneFlags) -> String {
-    let names: Vec<&str> = Namespace::ALL.iter().filter(|ns| flags.contains(ns.clone_flag())).map(|ns| ns.flag_name()).collect();
+    let names: Vec<&str> =
+        Namespace::ALL.iter().filter(|ns| flags.contains(ns.clone_flag())).map(|ns| ns.flag_name()).collect();
     names.join("|")
-}
-
-/// Closes every file descriptor above 2 except `keep`. In a multi-threaded parent (a test
-/// harness) another thread's pipes may have been open at the moment of our fork; holding
-/// copies of them for the container's whole life would keep their readers from seeing EOF.
-fn close_inherited_fds(keep: &[RawFd]) {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<RawFd> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-    for fd in fds {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: closing a descriptor number this process owns; nothing else in this
-            // single-threaded child uses it (the read_dir handle is already closed).
-            unsafe { libc::close(fd) };
-        }
-    }
 }

@@ -18,9 +18,9 @@ pub mod rootless;
 pub mod sync;
 pub mod view;
 
+pub use ch01_process::status::Exit;
 pub use error::NamespaceError;
 pub use idmap::IdMap;
 pub use isolate::{ChildHook, IsolatedChild, Isolation, Network, Observer, ParentHook};
 pub use namespace::{flags_of, parse_list, Namespace};
 pub use port::PortMapping;
-pub use ch01_process::status::Exit;

@@ -20,6 +20,7 @@ pub fn make_mounts_private() -> Result<(), String> {
 /// container's PID 1, and `ps` inside then lists only the container's processes.
 pub fn mount_fresh_proc() -> Result<(), String> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>).map_err(|e| format!("mount -t proc proc /proc: {e}"))
+    mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
+        .map_err(|e| format!("mount -t proc proc /proc: {e}"))
 }
 // ANCHOR_END: proc

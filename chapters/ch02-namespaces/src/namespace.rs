@@ -138,12 +138,10 @@ mod tests {
 
     #[test]
     fn parses_names_and_aliases() {
-        assert_eq!(parse_list("pid, mount,network,uts,pid").unwrap(), vec![
-            Namespace::Mount,
-            Namespace::Uts,
-            Namespace::Net,
-            Namespace::Pid
-        ]);
+        assert_eq!(
+            parse_list("pid, mount,network,uts,pid").unwrap(),
+            vec![Namespace::Mount, Namespace::Uts, Namespace::Net, Namespace::Pid]
+        );
         assert_eq!(parse_list("").unwrap(), vec![]);
     }
 

@@ -60,6 +60,8 @@ pub struct Veth {
     pub host_address: Ipv4Addr,
     /// The container end's address (on its `eth0`).
     pub container_address: Ipv4Addr,
+    /// The host end's interface index: names are reused, indexes are not.
+    host_ifindex: Option<u32>,
 }
 
 impl Veth {
@@ -67,17 +69,14 @@ impl Veth {
     /// Creates a veth pair, moves one end into the network namespace of `pid`, and gives both ends
     /// addresses, a route and the "up" flag. Needs root on the host.
     pub fn create(pid: Pid) -> Result<Veth, NamespaceError> {
-        let lock_file = File::options().create(true).truncate(false).write(true).open(LOCK_FILE).map_err(|e| {
-            NamespaceError::Network { step: format!("open {LOCK_FILE}"), detail: e.to_string() }
-        })?;
-        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| NamespaceError::Network { step: format!("flock {LOCK_FILE}"), detail: e.to_string() })?;
+        let _lock = allocation_lock()?;
         let index = free_subnet_index()?;
         let base = u32::from(SUBNET_BASE) + index * 4;
-        let veth = Veth {
+        let mut veth = Veth {
             host_device: format!("bxl{index}"),
             host_address: Ipv4Addr::from(base + 1),
             container_address: Ipv4Addr::from(base + 2),
+            host_ifindex: None,
         };
         let peer = format!("bxc{index}");
         // Host side: one `ip` process reading a batch of commands.
@@ -91,6 +90,7 @@ impl Veth {
             ),
             None,
         )?;
+        veth.host_ifindex = ifindex_of(&veth.host_device);
         // Container side: the same `ip`, run inside the container's network namespace.
         let inside = run_ip_batch(
             &format!(
@@ -104,7 +104,7 @@ impl Veth {
             Some(pid),
         );
         if let Err(e) = inside {
-            veth.remove();
+            veth.delete_host_end();
             return Err(e);
         }
         Ok(veth)
@@ -112,12 +112,35 @@ impl Veth {
     // ANCHOR_END: veth
 
     /// Deletes the host end (which deletes the pair). Harmless if the kernel already did, as it
-    /// does when the container's network namespace goes away.
+    /// does when the container's network namespace goes away; and never deletes a *new* device
+    /// that reused the name meanwhile (checked by interface index, under the allocation lock).
     pub fn remove(&self) {
-        if std::path::Path::new("/sys/class/net").join(&self.host_device).exists() {
+        let Ok(_lock) = allocation_lock() else { return };
+        self.delete_host_end();
+    }
+
+    fn delete_host_end(&self) {
+        if self.host_ifindex.is_some() && ifindex_of(&self.host_device) == self.host_ifindex {
             let _ = Command::new("ip").args(["link", "del", &self.host_device]).stderr(Stdio::null()).status();
         }
     }
+}
+
+/// Holds the lock that serialises allocation and removal of veth pairs between runtimes.
+fn allocation_lock() -> Result<Flock<File>, NamespaceError> {
+    let lock_file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .map_err(|e| NamespaceError::Network { step: format!("open {LOCK_FILE}"), detail: e.to_string() })?;
+    Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| NamespaceError::Network { step: format!("flock {LOCK_FILE}"), detail: e.to_string() })
+}
+
+/// The interface index of a host network device, if it exists.
+pub fn ifindex_of(device: &str) -> Option<u32> {
+    fs::read_to_string(format!("/sys/class/net/{device}/ifindex")).ok()?.trim().parse().ok()
 }
 
 /// The first /30 whose device name and addresses nobody uses. Call with the lock held.
@@ -130,7 +153,8 @@ fn free_subnet_index() -> Result<u32, NamespaceError> {
     (0..SUBNETS)
         .find(|&index| {
             let host_ip = Ipv4Addr::from(u32::from(SUBNET_BASE) + index * 4 + 1);
-            !fs::exists(format!("/sys/class/net/bxl{index}")).unwrap_or(true) && !used.contains(&format!("inet {host_ip}/"))
+            !fs::exists(format!("/sys/class/net/bxl{index}")).unwrap_or(true)
+                && !used.contains(&format!("inet {host_ip}/"))
         })
         .ok_or_else(|| NamespaceError::Network {
             step: "allocate a subnet".into(),
@@ -148,23 +172,23 @@ fn run_ip_batch(commands: &str, netns_of: Option<Pid>) -> Result<(), NamespaceEr
     let mut command = Command::new("ip");
     command.args(["-batch", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     if let Some(pid) = netns_of {
-        let netns = File::open(format!("/proc/{pid}/ns/net")).map_err(|e| NamespaceError::Network {
-            step: format!("open /proc/{pid}/ns/net"),
-            detail: e.to_string(),
-        })?;
+        let netns = File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| NamespaceError::Network { step: format!("open /proc/{pid}/ns/net"), detail: e.to_string() })?;
         // SAFETY: the closure runs in the forked child before exec and only calls setns(2).
         unsafe {
             command.pre_exec(move || setns(&netns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
         }
     }
     let step = format!("ip -batch ({})", commands.lines().next().unwrap_or_default());
-    let mut child = command.spawn().map_err(|e| NamespaceError::Network { step: step.clone(), detail: missing_ip(e) })?;
+    let mut child =
+        command.spawn().map_err(|e| NamespaceError::Network { step: step.clone(), detail: missing_ip(e) })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(commands.as_bytes())
             .map_err(|e| NamespaceError::Network { step: step.clone(), detail: e.to_string() })?;
     }
-    let output = child.wait_with_output().map_err(|e| NamespaceError::Network { step: step.clone(), detail: e.to_string() })?;
+    let output =
+        child.wait_with_output().map_err(|e| NamespaceError::Network { step: step.clone(), detail: e.to_string() })?;
     if !output.status.success() {
         let detail = String::from_utf8_lossy(&output.stderr).trim().replace('\n', "; ");
         return Err(NamespaceError::Network { step, detail });

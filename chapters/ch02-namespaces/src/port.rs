@@ -28,18 +28,25 @@ impl FromStr for PortMapping {
     type Err = NamespaceError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| NamespaceError::InvalidPortMapping { spec: spec.to_string(), reason: reason.into() };
+        let invalid =
+            |reason: &str| NamespaceError::InvalidPortMapping { spec: spec.to_string(), reason: reason.into() };
         let spec_no_proto = spec.strip_suffix("/tcp").unwrap_or(spec);
-        let (host_part, container_part) = spec_no_proto.rsplit_once(':').ok_or_else(|| invalid("no ':' between the ports"))?;
+        let (host_part, container_part) =
+            spec_no_proto.rsplit_once(':').ok_or_else(|| invalid("no ':' between the ports"))?;
         let (ip, host_port) = match host_part.rsplit_once(':') {
-            Some((ip, port)) => (IpAddr::from_str(ip).map_err(|_| invalid(&format!("'{ip}' is not an IP address")))?, port),
+            Some((ip, port)) => {
+                (IpAddr::from_str(ip).map_err(|_| invalid(&format!("'{ip}' is not an IP address")))?, port)
+            }
             None => (IpAddr::V4(Ipv4Addr::LOCALHOST), host_part),
         };
         let port = |p: &str, which: &str| match u16::from_str(p) {
             Ok(0) | Err(_) => Err(invalid(&format!("{which} port '{p}' is not a number from 1 to 65535"))),
             Ok(n) => Ok(n),
         };
-        Ok(PortMapping { host: SocketAddr::new(ip, port(host_port, "host")?), container_port: port(container_part, "container")? })
+        Ok(PortMapping {
+            host: SocketAddr::new(ip, port(host_port, "host")?),
+            container_port: port(container_part, "container")?,
+        })
     }
 }
 
@@ -133,7 +140,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_mappings_with_the_reason() {
-        for (spec, reason) in [("8080", "no ':'"), ("0:80", "host port '0'"), ("80:99999", "container port '99999'"), ("x.y:1:2", "'x.y' is not an IP")] {
+        for (spec, reason) in [
+            ("8080", "no ':'"),
+            ("0:80", "host port '0'"),
+            ("80:99999", "container port '99999'"),
+            ("x.y:1:2", "'x.y' is not an IP"),
+        ] {
             let err = spec.parse::<PortMapping>().unwrap_err().to_string();
             assert!(err.contains(reason), "{spec}: {err}");
         }

@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use nix::unistd::{getgid, getpid, getppid, getuid, gethostname};
+use nix::unistd::{getgid, gethostname, getpid, getppid, getuid};
 
 /// One process's view of the system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +39,15 @@ pub fn capture() -> View {
         // sysfs shows the network namespace of the process that mounted it; /proc/net/dev always
         // shows ours. Read the latter.
         let dev = fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
-        let mut names: Vec<String> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect();
+        let mut names: Vec<String> =
+            dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect();
         names.sort();
         names
     };
     let processes = fs::read_dir("/proc")
-        .map(|dir| dir.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count())
+        .map(|dir| {
+            dir.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count()
+        })
         .unwrap_or(0);
     let ipc_queues = fs::read_to_string("/proc/sysvipc/msg")
         .unwrap_or_default()
@@ -103,7 +106,10 @@ impl View {
     /// Parses [`View::to_lines`] output; missing or malformed facts become empty/zero.
     pub fn from_lines(text: &str) -> View {
         let get = |key: &str| {
-            text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).unwrap_or_default().to_string()
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .unwrap_or_default()
+                .to_string()
         };
         let list = |key: &str| get(key).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
         View {

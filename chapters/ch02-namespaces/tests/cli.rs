@@ -33,7 +33,10 @@ fn pid_namespace_starts_at_one_and_hides_host_processes() {
     assert_eq!(lines[1], "ch02-namespaces", "PID 1 is our init");
     let visible: usize = lines[2].parse().unwrap();
     assert!(visible <= 4, "only init, sh and ls are visible, not the host's processes: {visible}");
-    let host_visible = fs::read_dir("/proc").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().parse::<u32>().is_ok()).count();
+    let host_visible = fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().parse::<u32>().is_ok())
+        .count();
     assert!(host_visible > visible, "host sees {host_visible} processes");
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ch01_process::exec::Program;
+use ch02_namespaces::network::ifindex_of;
 use ch02_namespaces::{Exit, Isolation, Namespace, NamespaceError, PortMapping};
 use labkit::{require_root, ScratchDir};
 use nix::sys::signal::Signal;
@@ -75,8 +76,14 @@ fn mounts_inside_do_not_reach_the_host() {
     let target = scratch.join("m");
     fs::create_dir(&target).unwrap();
     let (reader, writer) = pipe().unwrap();
-    let script = format!("mount -t tmpfs boxlab-probe {0} && grep -c boxlab-probe /proc/self/mounts && exec sleep 30", target.display());
-    let child = Isolation::new([Namespace::Mount, Namespace::Pid]).stdout(writer).spawn(&program(&["sh", "-c", &script])).unwrap();
+    let script = format!(
+        "mount -t tmpfs boxlab-probe {0} && grep -c boxlab-probe /proc/self/mounts && exec sleep 30",
+        target.display()
+    );
+    let child = Isolation::new([Namespace::Mount, Namespace::Pid])
+        .stdout(writer)
+        .spawn(&program(&["sh", "-c", &script]))
+        .unwrap();
     let mut line = String::new();
     BufReader::new(File::from(reader)).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "1", "mounted inside");
@@ -108,7 +115,12 @@ fn a_published_port_answers_from_the_host() {
     let mapping: PortMapping = format!("{port}:8000").parse().unwrap();
     // Another test thread may fork (to exec `ip`, say) while our probe socket is open: its child
     // then holds a copy of the port for the few milliseconds until its exec. Retry briefly.
-    let spawn = || Isolation::container_defaults().hostname("boxlab-web").publish(mapping).spawn(&program(&[BIN, "__serve", "8000"]));
+    let spawn = || {
+        Isolation::container_defaults()
+            .hostname("boxlab-web")
+            .publish(mapping)
+            .spawn(&program(&[BIN, "__serve", "8000"]))
+    };
     let child = (0..50)
         .find_map(|_| match spawn() {
             Err(NamespaceError::PortUnavailable { .. }) => {
@@ -119,11 +131,12 @@ fn a_published_port_answers_from_the_host() {
         })
         .expect("the port stays taken");
     let device = child.host_device().unwrap().to_string();
-    assert!(Path::new("/sys/class/net").join(&device).exists());
+    let ifindex = ifindex_of(&device);
+    assert!(ifindex.is_some(), "{device} exists while the container runs");
     let reply = ask(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     assert!(reply.contains("\"boxlab-web\"") && reply.contains("eth0"), "{reply}");
     assert_eq!(child.wait().unwrap(), Exit::Code(0));
-    assert!(!Path::new("/sys/class/net").join(&device).exists(), "{device} removed after the container ended");
+    assert_ne!(ifindex_of(&device), ifindex, "{device} removed after the container ended");
     assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "the host port is released");
 }
 
@@ -151,8 +164,11 @@ fn dropping_a_running_child_kills_and_cleans_it_up() {
         .unwrap();
     let (init, waiter) = (child.pid(), child.waiter_pid());
     let device = child.host_device().unwrap().to_string();
+    let ifindex = ifindex_of(&device);
+    assert!(ifindex.is_some());
     drop(child);
     assert!(!Path::new(&format!("/proc/{init}")).exists(), "init is gone");
     assert!(!Path::new(&format!("/proc/{waiter}")).exists(), "the waiter is reaped");
-    assert!(!Path::new("/sys/class/net").join(&device).exists(), "{device} is gone");
+    // A parallel test may already have a new device by the same name; ours had this index.
+    assert_ne!(ifindex_of(&device), ifindex, "{device} is gone");
 }

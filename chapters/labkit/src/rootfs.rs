@@ -53,10 +53,7 @@ fn is_static_elf(path: &Path) -> bool {
     const PT_INTERP: u32 = 3;
     (0..phnum).all(|i| {
         let entry = phoff + i * phentsize;
-        bytes
-            .get(entry..entry + 4)
-            .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
-            .unwrap_or(false)
+        bytes.get(entry..entry + 4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP).unwrap_or(false)
     })
 }
 
