@@ -23,30 +23,11 @@ fn namespaces(c: &mut Criterion) {
     if root {
         let none = Isolation::new([]);
         group.bench_function("none", |b| b.iter(|| run(&none, &program)));
-        for ns in [
-            Namespace::User,
-            Namespace::Mount,
-            Namespace::Uts,
-            Namespace::Ipc,
-            Namespace::Net,
-            Namespace::Pid,
-            Namespace::Cgroup,
-            Namespace::Time,
-        ] {
-            if !ns.supported() {
-                continue;
-            }
+        for ns in Namespace::ALL.into_iter().filter(|ns| ns.supported()) {
             let one = Isolation::new([ns]);
             group.bench_function(ns.name(), |b| b.iter(|| run(&one, &program)));
         }
-        let six = Isolation::new([
-            Namespace::User,
-            Namespace::Mount,
-            Namespace::Uts,
-            Namespace::Ipc,
-            Namespace::Net,
-            Namespace::Pid,
-        ]);
+        let six = Isolation::new(Namespace::COURSE_TABLE);
         group.bench_function("all_six", |b| b.iter(|| run(&six, &program)));
     } else {
         eprintln!("namespaces: not root, so only the rootless (user namespace) variants run");

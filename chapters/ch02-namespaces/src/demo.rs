@@ -31,18 +31,8 @@ pub fn run() -> Result<i32> {
     print_view("  ", &host);
 
     println!("\nStep 2. Make the child (each line is one step, as it happens)");
-    let mut namespaces = vec![
-        Namespace::User,
-        Namespace::Mount,
-        Namespace::Uts,
-        Namespace::Ipc,
-        Namespace::Net,
-        Namespace::Pid,
-        Namespace::Cgroup,
-    ];
-    if Namespace::Time.supported() {
-        namespaces.push(Namespace::Time);
-    }
+    // The course's six, and the two it does not name.
+    let namespaces: Vec<Namespace> = Namespace::ALL.into_iter().filter(|ns| ns.supported()).collect();
     let mut isolation =
         Isolation::new(namespaces).hostname("boxlab-demo").observe(Arc::new(|step: &str| println!("  {step}")));
     if root {

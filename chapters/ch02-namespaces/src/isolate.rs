@@ -102,14 +102,7 @@ impl Isolation {
 
     /// What `docker run` isolates by default: MNT, UTS, IPC, NET, PID and CGROUP.
     pub fn container_defaults() -> Self {
-        Isolation::new([
-            Namespace::Mount,
-            Namespace::Uts,
-            Namespace::Ipc,
-            Namespace::Net,
-            Namespace::Pid,
-            Namespace::Cgroup,
-        ])
+        Isolation::new(Namespace::DOCKER_DEFAULTS)
     }
 
     /// Rootless: the defaults plus a USER namespace in which the caller is root.

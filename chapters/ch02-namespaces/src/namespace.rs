@@ -73,6 +73,14 @@ impl Namespace {
         Namespace::Time,
     ];
 
+    /// The six of the course's namespace table: PID, NET, MNT, UTS, IPC, USER.
+    pub const COURSE_TABLE: [Namespace; 6] =
+        [Namespace::User, Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid];
+
+    /// What `docker run` creates by default: all of the table but USER, plus CGROUP.
+    pub const DOCKER_DEFAULTS: [Namespace; 6] =
+        [Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid, Namespace::Cgroup];
+
     /// The short name used on the command line and in `/proc/<pid>/ns/<name>`.
     pub fn name(self) -> &'static str {
         match self {
