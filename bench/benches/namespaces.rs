@@ -19,7 +19,9 @@ fn namespaces(c: &mut Criterion) {
     let root = nix::unistd::geteuid().is_root();
     let mut group = c.benchmark_group("namespaces");
 
-    group.bench_function("plain_fork_exec", |b| b.iter(|| ch01_process::cold::run(&program).unwrap()));
+    group.bench_function("plain_fork_exec", |b| {
+        b.iter(|| ch01_process::cold::run(&program).unwrap())
+    });
     if root {
         let none = Isolation::new([]);
         group.bench_function("none", |b| b.iter(|| run(&none, &program)));

@@ -25,11 +25,15 @@ fn process(c: &mut Criterion) {
     });
 
     let mut worker = Worker::start(echo).expect("starting the warm worker");
-    group.bench_function("warm_request_reply", |b| b.iter(|| worker.request(&request).expect("warm request")));
+    group.bench_function("warm_request_reply", |b| {
+        b.iter(|| worker.request(&request).expect("warm request"))
+    });
     drop(worker);
 
     let mut zygote = Zygote::start(echo).expect("starting the zygote");
-    group.bench_function("zygote_request_reply", |b| b.iter(|| zygote.request(&request).expect("zygote request")));
+    group.bench_function("zygote_request_reply", |b| {
+        b.iter(|| zygote.request(&request).expect("zygote request"))
+    });
     drop(zygote);
 
     group.finish();

@@ -46,7 +46,11 @@ pub fn fork_child(keep: &[RawFd], body: impl FnOnce() -> i32) -> Result<Pid, Err
 
 /// Closes every descriptor from 3 up except those in `keep`.
 fn close_all_but(keep: &[RawFd]) {
-    let mut kept: Vec<libc::c_uint> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as libc::c_uint).collect();
+    let mut kept: Vec<libc::c_uint> = keep
+        .iter()
+        .filter(|&&fd| fd > 2)
+        .map(|&fd| fd as libc::c_uint)
+        .collect();
     kept.sort_unstable();
     kept.dedup();
     // Close the gaps around the kept descriptors: [3, k1-1], [k1+1, k2-1], …, [kn+1, MAX].
@@ -83,7 +87,11 @@ mod tests {
     #[test]
     fn the_child_keeps_exactly_the_descriptors_asked_for() {
         let pipes: Vec<_> = (0..3).map(|_| pipe2(OFlag::O_CLOEXEC).unwrap()).collect();
-        let (kept_a, kept_b, closed) = (pipes[0].1.as_raw_fd(), pipes[2].1.as_raw_fd(), pipes[1].1.as_raw_fd());
+        let (kept_a, kept_b, closed) = (
+            pipes[0].1.as_raw_fd(),
+            pipes[2].1.as_raw_fd(),
+            pipes[1].1.as_raw_fd(),
+        );
         let child = fork_child(&[kept_b, kept_a], || {
             // SAFETY: F_GETFD only asks whether the descriptor number is open.
             let open = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
@@ -91,6 +99,10 @@ mod tests {
         })
         .unwrap();
         let status = crate::status::wait_for_end(child).unwrap();
-        assert_eq!(status, crate::Exit::Code(0), "bit 1: a closed, 2: b closed, 4: other left open");
+        assert_eq!(
+            status,
+            crate::Exit::Code(0),
+            "bit 1: a closed, 2: b closed, 4: other left open"
+        );
     }
 }

@@ -38,7 +38,11 @@ pub enum ColdError {
     Fork { program: String, errno: Errno },
     /// `waitpid` on the child failed.
     #[error("waitpid({pid}) for '{program}' failed: {errno}")]
-    Wait { program: String, pid: Pid, errno: Errno },
+    Wait {
+        program: String,
+        pid: Pid,
+        errno: Errno,
+    },
 }
 
 // ANCHOR: cold
@@ -67,13 +71,24 @@ pub fn run(program: &Program) -> Result<ColdStart, ColdError> {
             let exec_result = report.wait_for_exec(program);
             let to_exec = started.elapsed();
             // Reap the child in every case, also when exec failed: no zombie is left behind.
-            let exit =
-                wait_for_end(child).map_err(|errno| ColdError::Wait { program: program.name(), pid: child, errno })?;
+            let exit = wait_for_end(child).map_err(|errno| ColdError::Wait {
+                program: program.name(),
+                pid: child,
+                errno,
+            })?;
             let total = started.elapsed();
             exec_result?;
-            Ok(ColdStart { pid: child, exit, to_exec, total })
+            Ok(ColdStart {
+                pid: child,
+                exit,
+                to_exec,
+                total,
+            })
         }
-        Err(errno) => Err(ColdError::Fork { program: program.name(), errno }),
+        Err(errno) => Err(ColdError::Fork {
+            program: program.name(),
+            errno,
+        }),
     }
 }
 // ANCHOR_END: cold

@@ -37,11 +37,15 @@ impl Model {
     pub fn answer(&self, request: &[u8]) -> Vec<u8> {
         let mut words = 0u64;
         let mut score = 0u64;
-        for word in request.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+        for word in request
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+        {
             words += 1;
             // FNV-1a hash of the word picks its weight.
-            let hash =
-                word.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            let hash = word.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
             score += u64::from(self.weights[(hash % MODEL_WEIGHTS as u64) as usize]);
         }
         format!("words={words} score={score}").into_bytes()
@@ -60,7 +64,10 @@ mod tests {
         let model = Model::load();
         let reply = String::from_utf8(model.answer(b"  one two\tthree\n")).unwrap();
         assert!(reply.starts_with("words=3 score="), "{reply}");
-        assert_eq!(model.answer(b"one two three"), model.answer(b"one two three"));
+        assert_eq!(
+            model.answer(b"one two three"),
+            model.answer(b"one two three")
+        );
         assert_eq!(model.answer(b""), b"words=0 score=0");
     }
 }

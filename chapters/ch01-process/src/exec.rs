@@ -60,8 +60,10 @@ impl Program {
             .iter()
             .enumerate()
             .map(|(index, arg)| {
-                CString::new(arg.as_ref().as_bytes())
-                    .map_err(|_| ExecError::NulByte { program: args[0].as_ref().to_string_lossy().into_owned(), index })
+                CString::new(arg.as_ref().as_bytes()).map_err(|_| ExecError::NulByte {
+                    program: args[0].as_ref().to_string_lossy().into_owned(),
+                    index,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { argv })
@@ -74,7 +76,11 @@ impl Program {
 
     /// The whole command line, for messages.
     pub fn display(&self) -> String {
-        self.argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        self.argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     // ANCHOR: exec
@@ -125,7 +131,10 @@ impl ExecReportReader {
         }
         match filled {
             0 => Ok(()),
-            4 => Err(ExecError::Exec { program: program.name(), errno: Errno::from_raw(i32::from_ne_bytes(buf)) }),
+            4 => Err(ExecError::Exec {
+                program: program.name(),
+                errno: Errno::from_raw(i32::from_ne_bytes(buf)),
+            }),
             _ => Err(ExecError::Pipe(Errno::EIO)),
         }
     }

@@ -53,7 +53,12 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub fn new(sock: UnixStream) -> Self {
-        Self { sock, buf: vec![0; 64 * 1024], filled: 0, consumed: 0 }
+        Self {
+            sock,
+            buf: vec![0; 64 * 1024],
+            filled: 0,
+            consumed: 0,
+        }
     }
 
     pub fn socket(&self) -> &UnixStream {
@@ -74,7 +79,13 @@ impl Conn {
         let mut slices = &mut iov[..];
         // A large payload may be sent in pieces: go on from where the kernel stopped.
         while !slices.is_empty() {
-            match sendmsg::<UnixAddr>(self.sock.as_raw_fd(), slices, &[], MsgFlags::MSG_NOSIGNAL, None) {
+            match sendmsg::<UnixAddr>(
+                self.sock.as_raw_fd(),
+                slices,
+                &[],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Ok(sent) => IoSlice::advance_slices(&mut slices, sent),
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),
@@ -104,7 +115,10 @@ impl Conn {
                 let end = HEADER + len;
                 if self.filled >= end {
                     self.consumed = end;
-                    return Ok(Some(Frame { kind, range: HEADER..end }));
+                    return Ok(Some(Frame {
+                        kind,
+                        range: HEADER..end,
+                    }));
                 }
                 if self.buf.len() < end {
                     self.buf.resize(end, 0);
@@ -113,7 +127,10 @@ impl Conn {
             match (&self.sock).read(&mut self.buf[self.filled..]) {
                 Ok(0) if self.filled == 0 => return Ok(None),
                 Ok(0) => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the socket mid-message"))
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed the socket mid-message",
+                    ))
                 }
                 Ok(n) => self.filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

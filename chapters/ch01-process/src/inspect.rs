@@ -78,7 +78,9 @@ pub struct Identity {
 pub fn identify() -> Result<Identity, InspectError> {
     let pid = getpid();
     let ppid = getppid();
-    let parent_command = fs::read_to_string(format!("/proc/{ppid}/comm")).ok().map(|s| s.trim_end().to_string());
+    let parent_command = fs::read_to_string(format!("/proc/{ppid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string());
 
     let ns_dir = Path::new("/proc/self/ns");
     let mut kinds = fs::read_dir(ns_dir)
@@ -91,13 +93,25 @@ pub fn identify() -> Result<Identity, InspectError> {
     for kind in kinds {
         let ours = read_link(&ns_dir.join(&kind)).map_err(read_error(&ns_dir.join(&kind)))?;
         let init = read_link(&Path::new("/proc/1/ns").join(&kind)).map_err(|e| describe(&e));
-        let parent = read_link(&Path::new(&format!("/proc/{ppid}/ns")).join(&kind)).map_err(|e| describe(&e));
-        namespaces.push(Namespace { kind, ours, init, parent });
+        let parent = read_link(&Path::new(&format!("/proc/{ppid}/ns")).join(&kind))
+            .map_err(|e| describe(&e));
+        namespaces.push(Namespace {
+            kind,
+            ours,
+            init,
+            parent,
+        });
     }
 
     let cgroup_path = Path::new("/proc/self/cgroup");
     let cgroups = parse_cgroups(&fs::read_to_string(cgroup_path).map_err(read_error(cgroup_path))?);
-    Ok(Identity { pid, ppid, parent_command, namespaces, cgroups })
+    Ok(Identity {
+        pid,
+        ppid,
+        parent_command,
+        namespaces,
+        cgroups,
+    })
 }
 // ANCHOR_END: inspect
 
@@ -112,8 +126,12 @@ fn read_link(path: &Path) -> io::Result<String> {
 
 fn describe(error: &io::Error) -> String {
     match error.kind() {
-        io::ErrorKind::PermissionDenied => "permission denied (needs CAP_SYS_PTRACE over that process)".into(),
-        io::ErrorKind::NotFound => "not found (that process is gone, or the kernel lacks this namespace)".into(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (needs CAP_SYS_PTRACE over that process)".into()
+        }
+        io::ErrorKind::NotFound => {
+            "not found (that process is gone, or the kernel lacks this namespace)".into()
+        }
         _ => error.to_string(),
     }
 }
@@ -127,7 +145,11 @@ pub fn parse_cgroups(text: &str) -> Vec<CgroupLine> {
             let hierarchy = parts.next()?.parse().ok()?;
             let controllers = parts.next()?.to_string();
             let path = parts.next()?.to_string();
-            Some(CgroupLine { hierarchy, controllers, path })
+            Some(CgroupLine {
+                hierarchy,
+                controllers,
+                path,
+            })
         })
         .collect()
 }
@@ -138,13 +160,26 @@ mod tests {
 
     #[test]
     fn parses_v1_and_v2_lines() {
-        let lines = parse_cgroups("4:memory:/user.slice\n2:cpu,cpuacct:/\n0::/user.slice/session-1.scope\nbogus\n");
+        let lines = parse_cgroups(
+            "4:memory:/user.slice\n2:cpu,cpuacct:/\n0::/user.slice/session-1.scope\nbogus\n",
+        );
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], CgroupLine { hierarchy: 4, controllers: "memory".into(), path: "/user.slice".into() });
+        assert_eq!(
+            lines[0],
+            CgroupLine {
+                hierarchy: 4,
+                controllers: "memory".into(),
+                path: "/user.slice".into()
+            }
+        );
         assert_eq!(lines[1].controllers, "cpu,cpuacct");
         assert_eq!(
             lines[2],
-            CgroupLine { hierarchy: 0, controllers: String::new(), path: "/user.slice/session-1.scope".into() }
+            CgroupLine {
+                hierarchy: 0,
+                controllers: String::new(),
+                path: "/user.slice/session-1.scope".into()
+            }
         );
     }
 
@@ -152,7 +187,10 @@ mod tests {
     fn a_plain_process_shares_every_namespace_with_its_parent() {
         let me = identify().unwrap();
         assert_eq!(me.pid, getpid());
-        assert!(me.namespaces.iter().any(|ns| ns.kind == "net" && ns.ours.starts_with("net:[")));
+        assert!(me
+            .namespaces
+            .iter()
+            .any(|ns| ns.kind == "net" && ns.ours.starts_with("net:[")));
         for ns in &me.namespaces {
             assert_ne!(ns.shared_with_parent(), Some(false), "{ns:?}");
         }

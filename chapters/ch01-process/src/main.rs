@@ -39,7 +39,11 @@ struct Args {
     serve: Option<ServeKind>,
 
     /// The command to run cold, and its arguments.
-    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     command: Vec<OsString>,
 }
 
@@ -109,14 +113,21 @@ fn serve(kind: ServeKind) -> Result<i32> {
             (Served::Zygote(zygote), pid, load_time)
         }
     };
-    println!("{kind:?} pid {pid} is ready: it loaded the model in {}, once.", fmt_duration(load_time));
+    println!(
+        "{kind:?} pid {pid} is ready: it loaded the model in {}, once.",
+        fmt_duration(load_time)
+    );
     println!("Type a line and press Enter: each line is one request. End with Ctrl-D.");
     println!("Try `kill -9 {pid}` from another terminal, then send another line.");
     for line in std::io::stdin().lines() {
         let line = line.context("reading a request from stdin")?;
         let started = Instant::now();
         match served.request(line.as_bytes()) {
-            Ok(reply) => println!("{} in {}", String::from_utf8_lossy(&reply), fmt_duration(started.elapsed())),
+            Ok(reply) => println!(
+                "{} in {}",
+                String::from_utf8_lossy(&reply),
+                fmt_duration(started.elapsed())
+            ),
             // One request's child died; the zygote itself serves the next line.
             Err(error @ WarmError::RequestDied { .. }) => eprintln!("ch01-process: error: {error}"),
             Err(error) => return Err(error.into()),
@@ -128,7 +139,10 @@ fn serve(kind: ServeKind) -> Result<i32> {
 /// Shell conventions: 127 "command not found", 126 "found but cannot execute", 1 otherwise.
 fn failure_status(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<ColdError>() {
-        Some(ColdError::Exec(ExecError::Exec { errno: Errno::ENOENT, .. })) => 127,
+        Some(ColdError::Exec(ExecError::Exec {
+            errno: Errno::ENOENT,
+            ..
+        })) => 127,
         Some(ColdError::Exec(ExecError::Exec { .. })) => 126,
         _ => 1,
     }
@@ -159,7 +173,10 @@ fn demo(runs: u32) -> Result<()> {
 
 fn show_identity(me: &Identity) {
     println!("Step 1. Who am I?");
-    println!("  getpid()  = {}: this process's id, unique on the host while it runs.", me.pid);
+    println!(
+        "  getpid()  = {}: this process's id, unique on the host while it runs.",
+        me.pid
+    );
     let parent = me.parent_command.as_deref().unwrap_or("?");
     println!(
         "  getppid() = {} ({parent}): the process that started us, with fork() then exec(). When we\n  \
@@ -171,11 +188,20 @@ fn show_identity(me: &Identity) {
     println!("  readlink /proc/self/ns/<kind>: each link names a namespace by its inode number.");
     let init_readable = me.namespaces.iter().any(|ns| ns.init.is_ok());
     if init_readable {
-        println!("  The same number as /proc/1/ns/<kind> (PID 1, init) means: shared with the host.");
+        println!(
+            "  The same number as /proc/1/ns/<kind> (PID 1, init) means: shared with the host."
+        );
     } else {
-        let why = me.namespaces.first().and_then(|ns| ns.init.as_ref().err()).map_or("unreadable", String::as_str);
+        let why = me
+            .namespaces
+            .first()
+            .and_then(|ns| ns.init.as_ref().err())
+            .map_or("unreadable", String::as_str);
         println!("  /proc/1/ns/* (PID 1, init) cannot be read here: {why}.");
-        println!("  So we compare with our parent's, /proc/{}/ns/*, instead.", me.ppid);
+        println!(
+            "  So we compare with our parent's, /proc/{}/ns/*, instead.",
+            me.ppid
+        );
     }
     for ns in &me.namespaces {
         let verdict = match (ns.shared_with_init(), ns.shared_with_parent()) {
@@ -194,9 +220,16 @@ fn show_identity(me: &Identity) {
 
     println!("Step 3. Which cgroups limit me?");
     println!("  cat /proc/self/cgroup: one line per hierarchy, 'id:controllers:path'.");
-    let lines: Vec<String> =
-        me.cgroups.iter().map(|line| format!("{}:{}:{}", line.hierarchy, line.controllers, line.path)).collect();
-    let width = lines.iter().map(|line| line.chars().count()).max().unwrap_or(0);
+    let lines: Vec<String> = me
+        .cgroups
+        .iter()
+        .map(|line| format!("{}:{}:{}", line.hierarchy, line.controllers, line.path))
+        .collect();
+    let width = lines
+        .iter()
+        .map(|line| line.chars().count())
+        .max()
+        .unwrap_or(0);
     for (text, line) in lines.iter().zip(&me.cgroups) {
         let which = if line.hierarchy == 0 {
             "cgroup v2 (unified) hierarchy".to_string()
@@ -219,43 +252,75 @@ fn time_startups(runs: usize) -> Result<()> {
          \"{REQUEST}\"\n  by counting its words and scoring them with the model.\n"
     );
 
-    let exe = std::env::current_exe().context("finding this program's own path (/proc/self/exe)")?;
+    let exe =
+        std::env::current_exe().context("finding this program's own path (/proc/self/exe)")?;
     let true_program = Program::new(&["/bin/true"])?;
-    let self_program = Program::new(&[exe.as_os_str(), "--handle-once".as_ref(), REQUEST.as_ref()])?;
+    let self_program =
+        Program::new(&[exe.as_os_str(), "--handle-once".as_ref(), REQUEST.as_ref()])?;
 
-    println!("  a) cold, no work: fork(), execvp(\"/bin/true\") in the child, waitpid() in the parent.");
+    println!(
+        "  a) cold, no work: fork(), execvp(\"/bin/true\") in the child, waitpid() in the parent."
+    );
     let bare = measure(runs, || Ok(cold::run(&true_program)?.total))?;
-    println!("  b) cold, with the work: fork + exec this program again with --handle-once; the new");
+    println!(
+        "  b) cold, with the work: fork + exec this program again with --handle-once; the new"
+    );
     println!("     process loads the model, answers, exits. A cold serverless start does this.");
     let cold_full = measure(runs, || {
         let run = cold::run(&self_program)?;
-        anyhow::ensure!(run.exit.success(), "'{}' {}", self_program.display(), run.exit);
+        anyhow::ensure!(
+            run.exit.success(),
+            "'{}' {}",
+            self_program.display(),
+            run.exit
+        );
         Ok(run.total)
     })?;
 
-    println!("  c) zygote: a process that loaded the model once; per request it fork()s a child that");
+    println!(
+        "  c) zygote: a process that loaded the model once; per request it fork()s a child that"
+    );
     println!("     answers over a Unix socket and exits.");
     let mut zygote = Zygote::start_with(Model::load, |model, request| model.answer(request))?;
-    println!("     (zygote pid {} loaded the model in {}, once)", zygote.pid(), fmt_duration(zygote.load_time()));
+    println!(
+        "     (zygote pid {} loaded the model in {}, once)",
+        zygote.pid(),
+        fmt_duration(zygote.load_time())
+    );
     let zygote_times = measure(runs, || timed(|| zygote.request(REQUEST.as_bytes())))?;
 
-    println!("  d) warm worker: a process that loaded the model once and answers every request itself:");
+    println!(
+        "  d) warm worker: a process that loaded the model once and answers every request itself:"
+    );
     println!("     one message out, one back, over a Unix socket.");
     let mut worker = Worker::start_with(Model::load, |model, request| model.answer(request))?;
-    println!("     (worker pid {} loaded the model in {}, once)", worker.pid(), fmt_duration(worker.load_time()));
+    println!(
+        "     (worker pid {} loaded the model in {}, once)",
+        worker.pid(),
+        fmt_duration(worker.load_time())
+    );
     let warm_times = measure(runs, || timed(|| worker.request(REQUEST.as_bytes())))?;
 
     // All paths must give the same answer, or the comparison means nothing.
     let expected = Model::load().answer(REQUEST.as_bytes());
     let from_worker = worker.request(REQUEST.as_bytes())?;
     let from_zygote = zygote.request(REQUEST.as_bytes())?;
-    anyhow::ensure!(from_worker == expected && from_zygote == expected, "worker and zygote disagree");
-    println!("\n  Every path answered: {}", String::from_utf8_lossy(&expected));
+    anyhow::ensure!(
+        from_worker == expected && from_zygote == expected,
+        "worker and zygote disagree"
+    );
+    println!(
+        "\n  Every path answered: {}",
+        String::from_utf8_lossy(&expected)
+    );
     worker.stop()?;
     zygote.stop()?;
 
     let warm_median = warm_times.median;
-    println!("\n  {:<44} {:>10} {:>10} {:>10}", "start-up path", "median", "p90", "× warm");
+    println!(
+        "\n  {:<44} {:>10} {:>10} {:>10}",
+        "start-up path", "median", "p90", "× warm"
+    );
     for (name, stats) in [
         ("a) cold: fork+exec /bin/true", &bare),
         ("b) cold: fork+exec, load model, answer", &cold_full),
@@ -263,7 +328,13 @@ fn time_startups(runs: usize) -> Result<()> {
         ("d) warm worker: request → reply", &warm_times),
     ] {
         let ratio = stats.median.as_secs_f64() / warm_median.as_secs_f64().max(1e-9);
-        println!("  {:<44} {:>10} {:>10} {:>9.0}×", name, fmt_duration(stats.median), fmt_duration(stats.p90), ratio);
+        println!(
+            "  {:<44} {:>10} {:>10} {:>9.0}×",
+            name,
+            fmt_duration(stats.median),
+            fmt_duration(stats.p90),
+            ratio
+        );
     }
     println!(
         "\n  The table's \"serverless starts in milliseconds\" is true of a bare process (a). A cold\n  \
@@ -303,13 +374,22 @@ fn measure(runs: usize, mut once: impl FnMut() -> Result<Duration>) -> Result<St
         eprint!("\r{:30}\r", "");
     }
     times.sort();
-    let stats = Stats { median: times[runs / 2], p90: times[(runs * 9 / 10).min(runs - 1)] };
-    println!("     median {}, p90 {}", fmt_duration(stats.median), fmt_duration(stats.p90));
+    let stats = Stats {
+        median: times[runs / 2],
+        p90: times[(runs * 9 / 10).min(runs - 1)],
+    };
+    println!(
+        "     median {}, p90 {}",
+        fmt_duration(stats.median),
+        fmt_duration(stats.p90)
+    );
     Ok(stats)
 }
 
 /// Times one request, checking that it succeeded.
-fn timed<T, E: std::error::Error + Send + Sync + 'static>(f: impl FnOnce() -> Result<T, E>) -> Result<Duration> {
+fn timed<T, E: std::error::Error + Send + Sync + 'static>(
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<Duration> {
     let started = Instant::now();
     f()?;
     Ok(started.elapsed())

@@ -64,7 +64,11 @@ pub enum WarmError {
     TooLarge { len: usize },
     /// Reading or writing the socket failed, or the reply was malformed.
     #[error("talking to the {role} (pid {pid}): {source}")]
-    Io { role: Role, pid: Pid, source: io::Error },
+    Io {
+        role: Role,
+        pid: Pid,
+        source: io::Error,
+    },
     /// The handle was stopped already.
     #[error("the {role} (pid {pid}) was already stopped; start a new one")]
     Stopped { role: Role, pid: Pid },
@@ -75,7 +79,9 @@ pub enum WarmError {
 
 fn died_hint(exit: Exit) -> &'static str {
     match exit {
-        Exit::Code(PANIC_STATUS) => " (its handler or load step panicked; the message is on stderr)",
+        Exit::Code(PANIC_STATUS) => {
+            " (its handler or load step panicked; the message is on stderr)"
+        }
         Exit::Signal(Signal::SIGKILL) => " (killed from outside, or by the OOM killer)",
         _ => "",
     }
@@ -100,17 +106,26 @@ impl Server {
     /// Forks a process that serves `our socket`'s peer with `serve`, then waits until it says it
     /// is ready (its load step is done).
     pub fn start(role: Role, serve: impl FnOnce(Conn) -> i32) -> Result<Server, WarmError> {
-        let (ours, theirs) = UnixStream::pair().map_err(|source| WarmError::Socket { role, source })?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|source| WarmError::Socket { role, source })?;
         let theirs_fd = theirs.as_raw_fd();
         let pid = fork_child(&[theirs_fd], move || serve(Conn::new(theirs)))
             .map_err(|errno| WarmError::Fork { role, errno })?;
         // (`theirs` moved into the closure, which fork_child dropped here in the parent: only the
         // child holds that end now, so when the child ends we read end-of-file.)
-        let mut server = Server { role, pid, conn: Some(Conn::new(ours)), ended: None, load_time: Duration::ZERO };
+        let mut server = Server {
+            role,
+            pid,
+            conn: Some(Conn::new(ours)),
+            ended: None,
+            load_time: Duration::ZERO,
+        };
         let ready = server.recv()?;
         let payload = server.conn()?.payload(&ready);
         if ready.kind != kind::READY || payload.len() != 8 {
-            return Err(server.protocol_error(format!("expected a READY message, got kind {}", ready.kind)));
+            return Err(
+                server.protocol_error(format!("expected a READY message, got kind {}", ready.kind))
+            );
         }
         let mut nanos = [0u8; 8];
         nanos.copy_from_slice(payload);
@@ -148,7 +163,14 @@ impl Server {
     /// Decodes the message a zygote sends instead of a reply when this request's child ended
     /// without replying, or could not be forked.
     fn request_failure(&self, what: u32, payload: &[u8]) -> WarmError {
-        let word = |at: usize| i32::from_le_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]]);
+        let word = |at: usize| {
+            i32::from_le_bytes([
+                payload[at],
+                payload[at + 1],
+                payload[at + 2],
+                payload[at + 3],
+            ])
+        };
         match what {
             kind::EXITED | kind::SIGNALED if payload.len() == 8 => {
                 let (child, value) = (Pid::from_raw(word(0)), word(4));
@@ -157,14 +179,21 @@ impl Server {
                 } else {
                     match Signal::try_from(value) {
                         Ok(signal) => Exit::Signal(signal),
-                        Err(_) => return self.protocol_error(format!("unknown signal number {value}")),
+                        Err(_) => {
+                            return self.protocol_error(format!("unknown signal number {value}"))
+                        }
                     }
                 };
-                WarmError::RequestDied { zygote: self.pid, child, exit }
+                WarmError::RequestDied {
+                    zygote: self.pid,
+                    child,
+                    exit,
+                }
             }
-            kind::FORK_FAILED if payload.len() == 4 => {
-                WarmError::RequestFork { zygote: self.pid, errno: Errno::from_raw(word(0)) }
-            }
+            kind::FORK_FAILED if payload.len() == 4 => WarmError::RequestFork {
+                zygote: self.pid,
+                errno: Errno::from_raw(word(0)),
+            },
             other => self.protocol_error(format!("unexpected message kind {other}")),
         }
     }
@@ -176,8 +205,15 @@ impl Server {
 
     fn gone(&self) -> WarmError {
         match self.ended {
-            Some(exit) => WarmError::Died { role: self.role, pid: self.pid, exit },
-            None => WarmError::Stopped { role: self.role, pid: self.pid },
+            Some(exit) => WarmError::Died {
+                role: self.role,
+                pid: self.pid,
+                exit,
+            },
+            None => WarmError::Stopped {
+                role: self.role,
+                pid: self.pid,
+            },
         }
     }
 
@@ -188,7 +224,10 @@ impl Server {
         };
         match conn.recv() {
             Ok(Some(frame)) => Ok(frame),
-            Ok(None) => Err(self.died_or(io::Error::new(io::ErrorKind::UnexpectedEof, "socket closed"))),
+            Ok(None) => Err(self.died_or(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "socket closed",
+            ))),
             Err(source) => Err(self.died_or(source)),
         }
     }
@@ -197,7 +236,9 @@ impl Server {
     fn died_or(&mut self, source: io::Error) -> WarmError {
         let peer_gone = matches!(
             source.kind(),
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
         );
         if peer_gone {
             // The process's end of the socket is closed, so it has ended or is ending; waiting for
@@ -206,16 +247,34 @@ impl Server {
                 Ok(exit) => {
                     self.ended = Some(exit);
                     self.conn = None;
-                    return WarmError::Died { role: self.role, pid: self.pid, exit };
+                    return WarmError::Died {
+                        role: self.role,
+                        pid: self.pid,
+                        exit,
+                    };
                 }
-                Err(errno) => return WarmError::Wait { role: self.role, pid: self.pid, errno },
+                Err(errno) => {
+                    return WarmError::Wait {
+                        role: self.role,
+                        pid: self.pid,
+                        errno,
+                    }
+                }
             }
         }
-        WarmError::Io { role: self.role, pid: self.pid, source }
+        WarmError::Io {
+            role: self.role,
+            pid: self.pid,
+            source,
+        }
     }
 
     fn protocol_error(&self, detail: String) -> WarmError {
-        WarmError::Io { role: self.role, pid: self.pid, source: io::Error::new(io::ErrorKind::InvalidData, detail) }
+        WarmError::Io {
+            role: self.role,
+            pid: self.pid,
+            source: io::Error::new(io::ErrorKind::InvalidData, detail),
+        }
     }
 
     /// Closes the socket, so the process reads end-of-file and exits, then reaps it. A process
@@ -227,7 +286,11 @@ impl Server {
         self.conn = None;
         let deadline = Instant::now() + STOP_GRACE;
         let mut pause = Duration::from_micros(20);
-        let wait_error = |errno| WarmError::Wait { role: self.role, pid: self.pid, errno };
+        let wait_error = |errno| WarmError::Wait {
+            role: self.role,
+            pid: self.pid,
+            errno,
+        };
         let exit = loop {
             if let Some(exit) = try_reap(self.pid).map_err(wait_error)? {
                 break exit;
@@ -254,7 +317,11 @@ impl Drop for Server {
 
 // ANCHOR: worker_loop
 /// The worker's whole life: load once, say READY, then answer requests until end-of-file.
-fn worker_main<S>(mut conn: Conn, load: impl FnOnce() -> S, mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>) -> i32 {
+fn worker_main<S>(
+    mut conn: Conn,
+    load: impl FnOnce() -> S,
+    mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>,
+) -> i32 {
     let started = Instant::now();
     let mut state = load();
     let load_ns = started.elapsed().as_nanos() as u64;

@@ -22,7 +22,11 @@ use crate::warm::{Role, Server, WarmError};
 
 // ANCHOR: zygote_loop
 /// The zygote's whole life: load once, say READY, then fork a child per request.
-fn zygote_main<S>(mut conn: Conn, load: impl FnOnce() -> S, mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>) -> i32 {
+fn zygote_main<S>(
+    mut conn: Conn,
+    load: impl FnOnce() -> S,
+    mut handler: impl FnMut(&mut S, &[u8]) -> Vec<u8>,
+) -> i32 {
     let started = Instant::now();
     let mut state = load();
     let load_ns = started.elapsed().as_nanos() as u64;

@@ -3,18 +3,39 @@
 use std::process::{Command, Output, Stdio};
 
 fn ch01(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ch01-process")).args(args).output().expect("running ch01-process")
+    Command::new(env!("CARGO_BIN_EXE_ch01-process"))
+        .args(args)
+        .output()
+        .expect("running ch01-process")
 }
 
 #[test]
 fn the_demo_runs_and_explains_each_step() {
     let out = ch01(&["--runs", "5"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
-    for expected in ["getpid()", "getppid()", "/proc/self/ns/", "net:[", "/proc/self/cgroup", "fork()", "warm worker"] {
-        assert!(stdout.contains(expected), "demo output lacks {expected:?}:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "getpid()",
+        "getppid()",
+        "/proc/self/ns/",
+        "net:[",
+        "/proc/self/cgroup",
+        "fork()",
+        "warm worker",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "demo output lacks {expected:?}:\n{stdout}"
+        );
     }
-    assert!(stdout.contains("Every path answered: words=9 score="), "{stdout}");
+    assert!(
+        stdout.contains("Every path answered: words=9 score="),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -22,7 +43,10 @@ fn a_command_exits_with_its_own_status() {
     let out = ch01(&["sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("started in") && stderr.contains("exited with status 3"), "{stderr}");
+    assert!(
+        stderr.contains("started in") && stderr.contains("exited with status 3"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -45,7 +69,10 @@ fn a_missing_command_is_one_clear_error_line() {
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("cannot execute '/nonexistent': no such file or directory"), "{stderr}");
+    assert!(
+        stderr.contains("cannot execute '/nonexistent': no such file or directory"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -84,7 +111,10 @@ fn serve_worker_answers_each_line_from_one_process() {
     let out = serve("worker", "hello world\nthree little words\n");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("words=2 score=") && stdout.contains("words=3 score="), "{stdout}");
+    assert!(
+        stdout.contains("words=2 score=") && stdout.contains("words=3 score="),
+        "{stdout}"
+    );
     let pids = answering_pids(&stdout);
     assert_eq!(pids.len(), 2, "{stdout}");
     assert_eq!(pids[0], pids[1], "{stdout}");
@@ -114,12 +144,25 @@ fn serve_reports_a_worker_killed_from_outside() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     // "Worker pid N is ready: …"
-    let pid: i32 = first.split_whitespace().nth(2).and_then(|p| p.parse().ok()).expect(&first);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let pid: i32 = first
+        .split_whitespace()
+        .nth(2)
+        .and_then(|p| p.parse().ok())
+        .expect(&first);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     stdin.write_all(b"anyone there?\n").unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("the worker (pid {pid}) was killed by signal SIGKILL")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the worker (pid {pid}) was killed by signal SIGKILL"
+        )),
+        "{stderr}"
+    );
 }

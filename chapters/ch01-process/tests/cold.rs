@@ -29,14 +29,31 @@ fn reports_the_signal_that_killed_it() {
 
 #[test]
 fn a_missing_program_is_an_error_naming_it_not_status_127() {
-    let err = cold::run(&Program::new(&["/nonexistent/boxlab-no-such-program"]).unwrap()).unwrap_err();
-    assert!(matches!(err, ColdError::Exec(ExecError::Exec { errno: nix::errno::Errno::ENOENT, .. })), "{err:?}");
+    let err =
+        cold::run(&Program::new(&["/nonexistent/boxlab-no-such-program"]).unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ColdError::Exec(ExecError::Exec {
+                errno: nix::errno::Errno::ENOENT,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains("/nonexistent/boxlab-no-such-program"), "{message}");
+    assert!(
+        message.contains("/nonexistent/boxlab-no-such-program"),
+        "{message}"
+    );
     assert!(message.contains("no such file"), "{message}");
 
     let err = cold::run(&Program::new(&["boxlab-no-such-command"]).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("'boxlab-no-such-command': command not found in PATH"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("'boxlab-no-such-command': command not found in PATH"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -51,12 +68,24 @@ fn bad_commands_are_refused_before_any_fork() {
     let empty: [&str; 0] = [];
     assert!(matches!(Program::new(&empty), Err(ExecError::Empty)));
     let err = Program::new(&["echo", "a\0b"]).unwrap_err();
-    assert!(err.to_string().contains("argument 1 of 'echo' contains a NUL byte"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("argument 1 of 'echo' contains a NUL byte"),
+        "{err}"
+    );
 }
 
 #[test]
 fn arguments_reach_the_program_unchanged() {
     // sh exits 0 only if it got exactly the two arguments, spaces and dashes kept.
-    let program = Program::new(&["sh", "-c", r#"[ "$1" = "a b" ] && [ "$2" = "-n" ]"#, "sh", "a b", "-n"]).unwrap();
+    let program = Program::new(&[
+        "sh",
+        "-c",
+        r#"[ "$1" = "a b" ] && [ "$2" = "-n" ]"#,
+        "sh",
+        "a b",
+        "-n",
+    ])
+    .unwrap();
     assert!(cold::run(&program).unwrap().exit.success());
 }

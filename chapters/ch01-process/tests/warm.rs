@@ -20,7 +20,10 @@ fn answers_many_requests_of_every_size() {
     let mut worker = Worker::start(reverse).unwrap();
     for i in 0..2000u32 {
         let request = format!("request number {i}");
-        assert_eq!(worker.request(request.as_bytes()).unwrap(), reverse(request.as_bytes()));
+        assert_eq!(
+            worker.request(request.as_bytes()).unwrap(),
+            reverse(request.as_bytes())
+        );
     }
     assert_eq!(worker.request(b"").unwrap(), b"");
     // Larger than a socket buffer: sent and received in several pieces.
@@ -45,7 +48,10 @@ fn keeps_its_state_between_requests() {
 
 #[test]
 fn runs_in_its_own_process_and_loads_there_once() {
-    let mut worker = Worker::start_with(std::process::id, |loaded_in, _| loaded_in.to_string().into_bytes()).unwrap();
+    let mut worker = Worker::start_with(std::process::id, |loaded_in, _| {
+        loaded_in.to_string().into_bytes()
+    })
+    .unwrap();
     let pid = worker.pid();
     assert_ne!(pid.as_raw() as u32, std::process::id());
     assert_eq!(worker.request(b"").unwrap(), pid.to_string().into_bytes());
@@ -95,9 +101,22 @@ fn a_panicking_handler_kills_the_worker_and_the_next_request_says_so() {
     let pid = worker.pid();
     assert_eq!(worker.request(b"ab").unwrap(), b"ba");
     let err = worker.request(b"boom").unwrap_err();
-    assert!(matches!(err, WarmError::Died { role: Role::Worker, exit: Exit::Code(101), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            WarmError::Died {
+                role: Role::Worker,
+                exit: Exit::Code(101),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains(&format!("worker (pid {pid}) exited with status 101")), "{message}");
+    assert!(
+        message.contains(&format!("worker (pid {pid}) exited with status 101")),
+        "{message}"
+    );
     assert!(message.contains("panicked"), "{message}");
     // The worker is gone for good: every later request gets the same clear error.
     let again = worker.request(b"ab").unwrap_err();
@@ -111,15 +130,35 @@ fn a_killed_worker_is_reported_with_its_pid_and_signal() {
     let pid = worker.pid();
     kill(pid, Signal::SIGKILL).unwrap();
     let err = worker.request(b"hello").unwrap_err();
-    assert!(matches!(err, WarmError::Died { pid: p, exit: Exit::Signal(Signal::SIGKILL), .. } if p == pid), "{err:?}");
-    assert!(err.to_string().contains(&format!("worker (pid {pid}) was killed by signal SIGKILL")), "{err}");
+    assert!(
+        matches!(err, WarmError::Died { pid: p, exit: Exit::Signal(Signal::SIGKILL), .. } if p == pid),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("worker (pid {pid}) was killed by signal SIGKILL")),
+        "{err}"
+    );
     assert_eq!(worker.stop().unwrap(), Exit::Signal(Signal::SIGKILL));
 }
 
 #[test]
 fn a_panicking_load_step_fails_start() {
-    let err = Worker::start_with(|| -> u32 { panic!("model file missing") }, |_, r| r.to_vec()).unwrap_err();
-    assert!(matches!(err, WarmError::Died { exit: Exit::Code(101), .. }), "{err:?}");
+    let err = Worker::start_with(
+        || -> u32 { panic!("model file missing") },
+        |_, r| r.to_vec(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WarmError::Died {
+                exit: Exit::Code(101),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -130,7 +169,10 @@ fn workers_do_not_hold_each_others_sockets() {
     let first = Worker::start(reverse).unwrap();
     let mut second = Worker::start(reverse).unwrap();
     assert_eq!(first.stop().unwrap(), Exit::Code(0));
-    assert_eq!(second.request(b"still here").unwrap(), reverse(b"still here"));
+    assert_eq!(
+        second.request(b"still here").unwrap(),
+        reverse(b"still here")
+    );
 }
 
 #[test]
@@ -141,7 +183,10 @@ fn workers_in_many_threads() {
                 let mut worker = Worker::start(reverse).unwrap();
                 for i in 0..200 {
                     let request = format!("thread {t} request {i}");
-                    assert_eq!(worker.request(request.as_bytes()).unwrap(), reverse(request.as_bytes()));
+                    assert_eq!(
+                        worker.request(request.as_bytes()).unwrap(),
+                        reverse(request.as_bytes())
+                    );
                 }
                 worker.stop().unwrap()
             })

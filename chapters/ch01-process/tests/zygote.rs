@@ -18,8 +18,14 @@ fn my_pid(_: &[u8]) -> Vec<u8> {
 fn each_request_runs_in_a_new_child_of_the_same_zygote() {
     let mut zygote = Zygote::start(my_pid).unwrap();
     let zygote_pid = zygote.pid();
-    let pids: Vec<i32> =
-        (0..5).map(|_| String::from_utf8(zygote.request(b"").unwrap()).unwrap().parse().unwrap()).collect();
+    let pids: Vec<i32> = (0..5)
+        .map(|_| {
+            String::from_utf8(zygote.request(b"").unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
     let mut distinct = pids.clone();
     distinct.sort();
     distinct.dedup();
@@ -28,13 +34,17 @@ fn each_request_runs_in_a_new_child_of_the_same_zygote() {
     assert_eq!(zygote.pid(), zygote_pid);
     // The zygote reaps each child before it takes the next request: no zombies pile up.
     for &child in &pids[..4] {
-        assert!(is_gone(Pid::from_raw(child)), "child {child} of the zygote was not reaped");
+        assert!(
+            is_gone(Pid::from_raw(child)),
+            "child {child} of the zygote was not reaped"
+        );
     }
 }
 
 #[test]
 fn load_runs_once_in_the_zygote_and_every_child_inherits_it() {
-    let mut zygote = Zygote::start_with(getpid, |loaded_in, _| loaded_in.to_string().into_bytes()).unwrap();
+    let mut zygote =
+        Zygote::start_with(getpid, |loaded_in, _| loaded_in.to_string().into_bytes()).unwrap();
     let zygote_pid = zygote.pid().to_string().into_bytes();
     for _ in 0..3 {
         assert_eq!(zygote.request(b"").unwrap(), zygote_pid);
@@ -66,12 +76,27 @@ fn a_crashing_request_fails_alone_and_the_zygote_serves_the_next() {
     .unwrap();
     let zygote_pid = zygote.pid();
     let err = zygote.request(b"boom").unwrap_err();
-    let WarmError::RequestDied { zygote: z, child, exit } = err else { panic!("{err:?}") };
+    let WarmError::RequestDied {
+        zygote: z,
+        child,
+        exit,
+    } = err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(z, zygote_pid);
     assert_ne!(child, zygote_pid);
     assert_eq!(exit, Exit::Code(101));
-    let message = WarmError::RequestDied { zygote: z, child, exit }.to_string();
-    assert!(message.contains(&format!("(pid {child}) exited with status 101")), "{message}");
+    let message = WarmError::RequestDied {
+        zygote: z,
+        child,
+        exit,
+    }
+    .to_string();
+    assert!(
+        message.contains(&format!("(pid {child}) exited with status 101")),
+        "{message}"
+    );
     assert!(message.contains("still serves"), "{message}");
 
     assert_eq!(zygote.request(b"fine").unwrap(), b"FINE");
@@ -87,7 +112,10 @@ fn a_child_killed_by_a_signal_is_reported() {
     })
     .unwrap();
     let err = zygote.request(b"").unwrap_err();
-    assert!(err.to_string().contains("was killed by signal SIGKILL"), "{err}");
+    assert!(
+        err.to_string().contains("was killed by signal SIGKILL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -126,10 +154,16 @@ fn a_request_child_dies_with_its_zygote() {
     let killer = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(20);
         let child = loop {
-            if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.parse::<i32>().ok()) {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.parse::<i32>().ok())
+            {
                 break Pid::from_raw(pid);
             }
-            assert!(Instant::now() < deadline, "the request's child never started");
+            assert!(
+                Instant::now() < deadline,
+                "the request's child never started"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         nix::sys::signal::kill(zygote_pid, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -138,7 +172,12 @@ fn a_request_child_dies_with_its_zygote() {
     // Blocks until the zygote and its child are both gone and the socket reads end-of-file.
     let err = zygote.request(b"hang").unwrap_err();
     let child = killer.join().unwrap();
-    assert!(err.to_string().contains(&format!("the zygote (pid {zygote_pid}) was killed by signal SIGKILL")), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "the zygote (pid {zygote_pid}) was killed by signal SIGKILL"
+        )),
+        "{err}"
+    );
     // The orphaned child got SIGKILL too (its parent-death signal), and was adopted by us.
     let status = nix::sys::wait::waitpid(child, None).unwrap();
     assert_eq!(

@@ -19,8 +19,12 @@ const DEMO_QUEUE_KEY: libc::key_t = 0x626f_786c;
 pub fn run() -> Result<i32> {
     let root = geteuid().is_root();
     println!("boxlab chapter 2: namespaces\n");
-    println!("A namespace gives a process its own copy of one global resource. We will look at the");
-    println!("system from this process, make a child in new namespaces, and look again from inside.\n");
+    println!(
+        "A namespace gives a process its own copy of one global resource. We will look at the"
+    );
+    println!(
+        "system from this process, make a child in new namespaces, and look again from inside.\n"
+    );
 
     println!("Step 1. The host, as this process sees it");
     let queue = HostQueue::create()?;
@@ -32,21 +36,42 @@ pub fn run() -> Result<i32> {
 
     println!("\nStep 2. Make the child (each line is one step, as it happens)");
     // The course's six, and the two it does not name.
-    let namespaces: Vec<Namespace> = Namespace::ALL.into_iter().filter(|ns| ns.supported()).collect();
-    let mut isolation =
-        Isolation::new(namespaces).hostname("boxlab-demo").observe(Arc::new(|step: &str| println!("  {step}")));
+    let namespaces: Vec<Namespace> = Namespace::ALL
+        .into_iter()
+        .filter(|ns| ns.supported())
+        .collect();
+    let mut isolation = Isolation::new(namespaces)
+        .hostname("boxlab-demo")
+        .observe(Arc::new(|step: &str| println!("  {step}")));
     if root {
         // As root we may map a whole range: root inside is the unprivileged uid 100000 outside.
-        isolation = isolation.uid_maps(vec![IdMap { inside: 0, outside: 100_000, count: 65_536 }]);
-        isolation = isolation.gid_maps(vec![IdMap { inside: 0, outside: 100_000, count: 65_536 }]);
+        isolation = isolation.uid_maps(vec![IdMap {
+            inside: 0,
+            outside: 100_000,
+            count: 65_536,
+        }]);
+        isolation = isolation.gid_maps(vec![IdMap {
+            inside: 0,
+            outside: 100_000,
+            count: 65_536,
+        }]);
     } else {
-        println!("  (not root: rootless mode, your uid {} becomes root inside; no veth, loopback only)", geteuid());
+        println!(
+            "  (not root: rootless mode, your uid {} becomes root inside; no veth, loopback only)",
+            geteuid()
+        );
     }
     let (reader, writer) = pipe().context("pipe for the child's report")?;
     let program = Program::new(&["/proc/self/exe", "__view"])?;
-    let child = isolation.clone().stdout(writer).spawn(&program).context("starting the demo child")?;
+    let child = isolation
+        .clone()
+        .stdout(writer)
+        .spawn(&program)
+        .context("starting the demo child")?;
     let mut report = String::new();
-    std::fs::File::from(reader).read_to_string(&mut report).context("reading the child's report")?;
+    std::fs::File::from(reader)
+        .read_to_string(&mut report)
+        .context("reading the child's report")?;
     let status = child.wait()?;
     let inside = View::from_lines(&report);
     println!("  the child {status}");
@@ -58,20 +83,35 @@ pub fn run() -> Result<i32> {
         println!("\nStep 4. A network of its own, and one published port");
         published_port_demo(&isolation)?;
     } else {
-        println!("\nStep 4 (a veth network and a published port) needs root; run with sudo to see it.");
+        println!(
+            "\nStep 4 (a veth network and a published port) needs root; run with sudo to see it."
+        );
     }
 
     drop(queue);
     println!("\nDone. Removed the message queue; the namespaces died with their last process, and");
     println!("the veth pair with its network namespace. Try your own command:");
-    println!("  sudo cargo run -p ch02-namespaces -- --hostname lab -- sh -c 'hostname; ps ax; ip addr'");
+    println!(
+        "  sudo cargo run -p ch02-namespaces -- --hostname lab -- sh -c 'hostname; ps ax; ip addr'"
+    );
     Ok(0)
 }
 
 fn print_view(indent: &str, view: &View) {
-    println!("{indent}pid {}, parent {}, hostname {:?}, uid {}", view.pid, view.ppid, view.hostname, view.uid);
-    println!("{indent}interfaces: {}; processes visible in /proc: {}", view.interfaces.join(", "), view.processes);
-    println!("{indent}message queues: {}; cgroup: {}", list_or_none(&view.ipc_queues), view.cgroup);
+    println!(
+        "{indent}pid {}, parent {}, hostname {:?}, uid {}",
+        view.pid, view.ppid, view.hostname, view.uid
+    );
+    println!(
+        "{indent}interfaces: {}; processes visible in /proc: {}",
+        view.interfaces.join(", "),
+        view.processes
+    );
+    println!(
+        "{indent}message queues: {}; cgroup: {}",
+        list_or_none(&view.ipc_queues),
+        view.cgroup
+    );
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -85,16 +125,36 @@ fn list_or_none(items: &[String]) -> String {
 // ANCHOR: compare
 fn compare(host: &View, inside: &View) {
     let rows: [(&str, String, String, &str); 8] = [
-        ("pid", host.pid.to_string(), inside.pid.to_string(), "PID: numbering restarts; our init is 1, the command 2"),
-        ("parent pid", host.ppid.to_string(), inside.ppid.to_string(), "PID: its parent is init, PID 1"),
+        (
+            "pid",
+            host.pid.to_string(),
+            inside.pid.to_string(),
+            "PID: numbering restarts; our init is 1, the command 2",
+        ),
+        (
+            "parent pid",
+            host.ppid.to_string(),
+            inside.ppid.to_string(),
+            "PID: its parent is init, PID 1",
+        ),
         (
             "processes",
             host.processes.to_string(),
             inside.processes.to_string(),
             "PID+MNT: a fresh /proc lists only the namespace",
         ),
-        ("hostname", host.hostname.clone(), inside.hostname.clone(), "UTS: sethostname changed only the child's"),
-        ("uid", host.uid.to_string(), inside.uid.to_string(), "USER: uid 0 inside ..."),
+        (
+            "hostname",
+            host.hostname.clone(),
+            inside.hostname.clone(),
+            "UTS: sethostname changed only the child's",
+        ),
+        (
+            "uid",
+            host.uid.to_string(),
+            inside.uid.to_string(),
+            "USER: uid 0 inside ...",
+        ),
         (
             "uid_map",
             host.uid_map.clone(),
@@ -116,7 +176,11 @@ fn compare(host: &View, inside: &View) {
     ];
     println!("  {:<11} {:<24} {:<24} why", "", "host", "child");
     for (fact, outside, within, why) in rows {
-        println!("  {fact:<11} {:<24} {:<24} {why}", clip(&outside), clip(&within));
+        println!(
+            "  {fact:<11} {:<24} {:<24} {why}",
+            clip(&outside),
+            clip(&within)
+        );
     }
     println!(
         "  {:<11} {:<24} {:<24} CGROUP: its own cgroup is its root",
@@ -136,10 +200,17 @@ fn clip(text: &str) -> String {
 }
 
 fn published_port_demo(isolation: &Isolation) -> Result<()> {
-    let host_port = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?.local_addr()?.port();
+    let host_port = TcpListener::bind("127.0.0.1:0")
+        .context("finding a free loopback port")?
+        .local_addr()?
+        .port();
     let mapping: PortMapping = format!("127.0.0.1:{host_port}:80").parse()?;
     let program = Program::new(&["/proc/self/exe", "__serve", "80"])?;
-    let child = isolation.clone().publish(mapping).spawn(&program).context("starting the server child")?;
+    let child = isolation
+        .clone()
+        .publish(mapping)
+        .spawn(&program)
+        .context("starting the server child")?;
     println!(
         "  the child serves on port 80 of its own eth0 ({}); the host asks 127.0.0.1:{host_port}",
         child.address().map(|a| a.to_string()).unwrap_or_default()
@@ -180,10 +251,17 @@ pub fn serve_once(port: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Ok((mut conn, peer)) = listener.accept() else { return ExitCode::FAILURE };
+    let Ok((mut conn, peer)) = listener.accept() else {
+        return ExitCode::FAILURE;
+    };
     let me = capture();
-    let _ =
-        writeln!(conn, "hello {peer} from pid {} on {:?}, interfaces {}", me.pid, me.hostname, me.interfaces.join(","));
+    let _ = writeln!(
+        conn,
+        "hello {peer} from pid {} on {:?}, interfaces {}",
+        me.pid,
+        me.hostname,
+        me.interfaces.join(",")
+    );
     ExitCode::SUCCESS
 }
 // ANCHOR_END: serve
@@ -196,7 +274,8 @@ impl HostQueue {
         // SAFETY: msgget takes plain integers and returns an id or -1.
         let id = unsafe { libc::msgget(DEMO_QUEUE_KEY, libc::IPC_CREAT | 0o600) };
         if id < 0 {
-            return Err(std::io::Error::last_os_error()).context("msgget for the demo's message queue");
+            return Err(std::io::Error::last_os_error())
+                .context("msgget for the demo's message queue");
         }
         Ok(HostQueue(id))
     }

@@ -31,19 +31,34 @@ pub enum NamespaceError {
     UserNamespacesDisabled { reason: String },
 
     #[error("invalid {kind} map '{spec}': {reason} (expected INSIDE:OUTSIDE:COUNT, e.g. 0:100000:65536)")]
-    InvalidIdMap { kind: &'static str, spec: String, reason: String },
+    InvalidIdMap {
+        kind: &'static str,
+        spec: String,
+        reason: String,
+    },
 
     #[error("the kernel refused {file} = '{content}': {errno} ({hint})")]
-    IdMapRejected { file: PathBuf, content: String, errno: Errno, hint: &'static str },
+    IdMapRejected {
+        file: PathBuf,
+        content: String,
+        errno: Errno,
+        hint: &'static str,
+    },
 
     #[error("{option} needs the {namespace} namespace: add it to --ns")]
-    NeedsNamespace { option: &'static str, namespace: Namespace },
+    NeedsNamespace {
+        option: &'static str,
+        namespace: Namespace,
+    },
 
     #[error("invalid port mapping '{spec}': {reason} (expected [HOST_IP:]HOST_PORT:CONTAINER_PORT, e.g. 8080:80)")]
     InvalidPortMapping { spec: String, reason: String },
 
     #[error("cannot publish port: {addr} is already in use or not bindable: {source}")]
-    PortUnavailable { addr: SocketAddr, source: std::io::Error },
+    PortUnavailable {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 
     #[error("network set-up failed at '{step}': {detail}")]
     Network { step: String, detail: String },
@@ -64,6 +79,9 @@ pub enum NamespaceError {
 impl NamespaceError {
     /// Shorthand for a failed system call in the parent.
     pub(crate) fn sys(what: impl Into<String>, errno: Errno) -> Self {
-        NamespaceError::Sys { what: what.into(), errno }
+        NamespaceError::Sys {
+            what: what.into(),
+            errno,
+        }
     }
 }

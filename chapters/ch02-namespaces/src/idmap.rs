@@ -22,20 +22,30 @@ pub struct IdMap {
 impl IdMap {
     /// Maps one outside id to root inside: what rootless containers do with the caller's id.
     pub fn root_is(outside: u32) -> Self {
-        IdMap { inside: 0, outside, count: 1 }
+        IdMap {
+            inside: 0,
+            outside,
+            count: 1,
+        }
     }
 
     /// Parses `INSIDE:OUTSIDE:COUNT`, `kind` naming "uid" or "gid" for messages.
     pub fn parse(kind: &'static str, spec: &str) -> Result<Self, NamespaceError> {
-        let invalid =
-            |reason: &str| NamespaceError::InvalidIdMap { kind, spec: spec.to_string(), reason: reason.into() };
+        let invalid = |reason: &str| NamespaceError::InvalidIdMap {
+            kind,
+            spec: spec.to_string(),
+            reason: reason.into(),
+        };
         let fields: Vec<&str> = spec.trim().split(':').collect();
         let [inside, outside, count] = fields.as_slice() else {
             return Err(invalid("it needs exactly three numbers separated by ':'"));
         };
         let number = |field: &str, what: &str| {
-            u32::from_str(field.trim())
-                .map_err(|_| invalid(&format!("{what} '{field}' is not a number from 0 to 4294967295")))
+            u32::from_str(field.trim()).map_err(|_| {
+                invalid(&format!(
+                    "{what} '{field}' is not a number from 0 to 4294967295"
+                ))
+            })
         };
         let map = IdMap {
             inside: number(inside, "INSIDE")?,
@@ -45,7 +55,9 @@ impl IdMap {
         if map.count == 0 {
             return Err(invalid("COUNT must be at least 1"));
         }
-        if map.inside.checked_add(map.count - 1).is_none() || map.outside.checked_add(map.count - 1).is_none() {
+        if map.inside.checked_add(map.count - 1).is_none()
+            || map.outside.checked_add(map.count - 1).is_none()
+        {
             return Err(invalid("the range runs past the largest id, 4294967295"));
         }
         Ok(map)
@@ -53,7 +65,10 @@ impl IdMap {
 
     /// Parses a comma-separated list of maps.
     pub fn parse_list(kind: &'static str, list: &str) -> Result<Vec<Self>, NamespaceError> {
-        list.split(',').filter(|s| !s.trim().is_empty()).map(|spec| IdMap::parse(kind, spec)).collect()
+        list.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|spec| IdMap::parse(kind, spec))
+            .collect()
     }
 }
 
@@ -108,8 +123,20 @@ mod tests {
 
     #[test]
     fn parses_a_range() {
-        assert_eq!(IdMap::parse("uid", "0:100000:65536").unwrap(), IdMap { inside: 0, outside: 100000, count: 65536 });
-        assert_eq!(IdMap::parse_list("gid", "0:1000:1, 1:100000:65535").unwrap().len(), 2);
+        assert_eq!(
+            IdMap::parse("uid", "0:100000:65536").unwrap(),
+            IdMap {
+                inside: 0,
+                outside: 100000,
+                count: 65536
+            }
+        );
+        assert_eq!(
+            IdMap::parse_list("gid", "0:1000:1, 1:100000:65535")
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(IdMap::root_is(1000).to_string(), "0 1000 1");
     }
 

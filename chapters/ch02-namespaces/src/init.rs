@@ -47,7 +47,11 @@ extern "C" fn forward_signal(signal: libc::c_int) {
 pub fn forward_signals_to(pid: Pid) {
     COMMAND_PID.store(pid.as_raw(), Ordering::Relaxed);
     for signal in FORWARDED {
-        let handler = SigAction::new(SigHandler::Handler(forward_signal), SaFlags::SA_RESTART, SigSet::empty());
+        let handler = SigAction::new(
+            SigHandler::Handler(forward_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
         // SAFETY: the handler only reads an atomic and calls kill(2), both async-signal-safe.
         let _ = unsafe { sigaction(signal, &handler) };
     }

@@ -97,7 +97,10 @@ impl Isolation {
         let mut namespaces: Vec<Namespace> = namespaces.into_iter().collect();
         namespaces.sort();
         namespaces.dedup();
-        Isolation { namespaces, ..Default::default() }
+        Isolation {
+            namespaces,
+            ..Default::default()
+        }
     }
 
     /// What `docker run` isolates by default: MNT, UTS, IPC, NET, PID and CGROUP.
@@ -212,18 +215,35 @@ impl Isolation {
             return Err(NamespaceError::Unsupported(*missing));
         }
         if self.hostname.is_some() && !self.has(Namespace::Uts) {
-            return Err(NamespaceError::NeedsNamespace { option: "--hostname", namespace: Namespace::Uts });
+            return Err(NamespaceError::NeedsNamespace {
+                option: "--hostname",
+                namespace: Namespace::Uts,
+            });
         }
         if (!self.uid_maps.is_empty() || !self.gid_maps.is_empty()) && !self.has(Namespace::User) {
-            return Err(NamespaceError::NeedsNamespace { option: "--uid-map/--gid-map", namespace: Namespace::User });
+            return Err(NamespaceError::NeedsNamespace {
+                option: "--uid-map/--gid-map",
+                namespace: Namespace::User,
+            });
         }
         if (self.network == Network::Veth || self.publish.is_some()) && !self.has(Namespace::Net) {
-            let option = if self.publish.is_some() { "--publish" } else { "--net veth" };
-            return Err(NamespaceError::NeedsNamespace { option, namespace: Namespace::Net });
+            let option = if self.publish.is_some() {
+                "--publish"
+            } else {
+                "--net veth"
+            };
+            return Err(NamespaceError::NeedsNamespace {
+                option,
+                namespace: Namespace::Net,
+            });
         }
         if !geteuid().is_root() {
             if self.network == Network::Veth {
-                let what = if self.publish.is_some() { "publishing a port" } else { "a veth network" };
+                let what = if self.publish.is_some() {
+                    "publishing a port"
+                } else {
+                    "a veth network"
+                };
                 return Err(NamespaceError::RootOnly {
                     what: what.into(),
                     why: "creating a device on the host's network needs CAP_NET_ADMIN there; rootless containers get loopback only".into(),
@@ -233,7 +253,9 @@ impl Isolation {
                 check_rootless_possible()?;
             } else if !self.namespaces.is_empty() {
                 let names: Vec<&str> = self.namespaces.iter().map(|ns| ns.name()).collect();
-                return Err(NamespaceError::NeedsRoot { namespaces: names.join(",") });
+                return Err(NamespaceError::NeedsRoot {
+                    namespaces: names.join(","),
+                });
             }
         }
         Ok(())
@@ -252,11 +274,13 @@ impl Isolation {
         // chapter 1's `fork_child` for why a child that does not exec must close the rest.
         let mut keep = vec![child_end.as_raw_fd()];
         keep.extend(self.redirects().iter().map(|&(from, _)| from));
-        let waiter =
-            fork_child(&keep, || waiter_main(self, program, &child_end)).map_err(|e| NamespaceError::sys("fork", e))?;
+        let waiter = fork_child(&keep, || waiter_main(self, program, &child_end))
+            .map_err(|e| NamespaceError::sys("fork", e))?;
         drop(child_end);
 
-        self.tell(&format!("runtime: fork() -> child {waiter} will create the namespaces"));
+        self.tell(&format!(
+            "runtime: fork() -> child {waiter} will create the namespaces"
+        ));
 
         let mut child = IsolatedChild {
             waiter,
@@ -271,14 +295,25 @@ impl Isolation {
             child.expect(Message::UserNamespaceReady, program)?;
             let (uid_maps, gid_maps, deny_setgroups) = self.effective_id_maps();
             write_id_maps(waiter, &uid_maps, &gid_maps, deny_setgroups)?;
-            let show = |maps: &[IdMap]| maps.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ");
+            let show = |maps: &[IdMap]| {
+                maps.iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             if deny_setgroups {
                 self.tell(&format!(
                     "runtime: wrote /proc/{waiter}/setgroups = deny (required before an unprivileged gid_map)"
                 ));
             }
-            self.tell(&format!("runtime: wrote /proc/{waiter}/uid_map = '{}' (inside outside count)", show(&uid_maps)));
-            self.tell(&format!("runtime: wrote /proc/{waiter}/gid_map = '{}'", show(&gid_maps)));
+            self.tell(&format!(
+                "runtime: wrote /proc/{waiter}/uid_map = '{}' (inside outside count)",
+                show(&uid_maps)
+            ));
+            self.tell(&format!(
+                "runtime: wrote /proc/{waiter}/gid_map = '{}'",
+                show(&gid_maps)
+            ));
             child.send_go()?;
         }
         child.expect(Message::NamespacesReady, program)?;
@@ -303,10 +338,15 @@ impl Isolation {
                 other => return Err(unexpected(other, program)),
             }
         }
-        if let (Some(listener), Some(mapping), Some(veth)) = (listener, self.publish, child.veth.as_ref()) {
+        if let (Some(listener), Some(mapping), Some(veth)) =
+            (listener, self.publish, child.veth.as_ref())
+        {
             let target = SocketAddr::new(veth.container_address.into(), mapping.container_port);
             child.proxy = Some(PortProxy::start(listener, target));
-            self.tell(&format!("runtime: proxy {} -> {target} (published port)", mapping.host));
+            self.tell(&format!(
+                "runtime: proxy {} -> {target} (published port)",
+                mapping.host
+            ));
         }
         Ok(child)
     }
@@ -314,10 +354,16 @@ impl Isolation {
 
     /// The maps to write: the configured ones, or "me outside is root inside".
     fn effective_id_maps(&self) -> (Vec<IdMap>, Vec<IdMap>, bool) {
-        let uid_maps =
-            if self.uid_maps.is_empty() { vec![IdMap::root_is(geteuid().as_raw())] } else { self.uid_maps.clone() };
-        let gid_maps =
-            if self.gid_maps.is_empty() { vec![IdMap::root_is(getegid().as_raw())] } else { self.gid_maps.clone() };
+        let uid_maps = if self.uid_maps.is_empty() {
+            vec![IdMap::root_is(geteuid().as_raw())]
+        } else {
+            self.uid_maps.clone()
+        };
+        let gid_maps = if self.gid_maps.is_empty() {
+            vec![IdMap::root_is(getegid().as_raw())]
+        } else {
+            self.gid_maps.clone()
+        };
         // Without root, the kernel insists on setgroups=deny before an unprivileged gid_map.
         (uid_maps, gid_maps, !geteuid().is_root())
     }
@@ -369,7 +415,8 @@ impl IsolatedChild {
 
     /// Sends a signal to the container's init, which passes it on to the command.
     pub fn signal(&self, signal: Signal) -> Result<(), NamespaceError> {
-        kill(self.pid(), signal).map_err(|e| NamespaceError::sys(format!("kill({}, {signal})", self.pid()), e))
+        kill(self.pid(), signal)
+            .map_err(|e| NamespaceError::sys(format!("kill({}, {signal})", self.pid()), e))
     }
 
     // ANCHOR: wait
@@ -388,8 +435,10 @@ impl IsolatedChild {
         let waited = wait_for_end(self.waiter);
         self.cleanup_network();
         let waiter_status = waited.ok();
-        let status =
-            self.status.or(waiter_status).ok_or_else(|| NamespaceError::ChildVanished("no exit status".into()))?;
+        let status = self
+            .status
+            .or(waiter_status)
+            .ok_or_else(|| NamespaceError::ChildVanished("no exit status".into()))?;
         self.waiter = Pid::from_raw(0); // reaped: nothing for Drop to do
         Ok(status)
     }
@@ -405,7 +454,9 @@ impl IsolatedChild {
     }
 
     fn send_go(&self) -> Result<(), NamespaceError> {
-        self.channel.send(&Message::Go).map_err(|e| NamespaceError::sys("telling the child to go on", e))
+        self.channel
+            .send(&Message::Go)
+            .map_err(|e| NamespaceError::sys("telling the child to go on", e))
     }
 
     fn tell(&self, step: &str) {
@@ -420,7 +471,11 @@ impl IsolatedChild {
             match self.channel.recv() {
                 Ok(Some(Message::Note(step))) => self.tell(&step),
                 Ok(Some(message)) => return Ok(message),
-                Ok(None) => return Err(NamespaceError::ChildVanished("it closed the set-up channel".into())),
+                Ok(None) => {
+                    return Err(NamespaceError::ChildVanished(
+                        "it closed the set-up channel".into(),
+                    ))
+                }
                 Err(e) => return Err(NamespaceError::sys("reading the set-up channel", e)),
             }
         }
@@ -438,9 +493,10 @@ impl IsolatedChild {
 fn unexpected(message: Message, program: &Program) -> NamespaceError {
     match message {
         Message::Failed(reason) => NamespaceError::ChildSetup(reason),
-        Message::ExecFailed(errno) => {
-            NamespaceError::Exec(ExecError::Exec { program: program.name(), errno: Errno::from_raw(errno) })
-        }
+        Message::ExecFailed(errno) => NamespaceError::Exec(ExecError::Exec {
+            program: program.name(),
+            errno: Errno::from_raw(errno),
+        }),
         other => NamespaceError::ChildVanished(format!("unexpected message {other:?}")),
     }
 }
@@ -464,7 +520,10 @@ impl Drop for IsolatedChild {
             None => {
                 self.channel.shut_down();
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-                while matches!(waitpid(self.waiter, Some(WaitPidFlag::WNOHANG)), Ok(WaitStatus::StillAlive)) {
+                while matches!(
+                    waitpid(self.waiter, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                ) {
                     if std::time::Instant::now() > deadline {
                         let _ = kill(self.waiter, Signal::SIGKILL);
                         break;
@@ -490,7 +549,12 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         }
     };
     // Ctrl-C reaches the whole process group; only init decides what the command gets.
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         // SAFETY: SIG_IGN runs no code of ours in signal context.
         let _ = unsafe { signal(sig, SigHandler::SigIgn) };
     }
@@ -500,7 +564,10 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
             fail(channel, &format!("unshare(CLONE_NEWUSER): {e}"));
         }
-        note(format!("child {}: unshare(CLONE_NEWUSER) -> a new user namespace; waiting for the id maps", getpid()));
+        note(format!(
+            "child {}: unshare(CLONE_NEWUSER) -> a new user namespace; waiting for the id maps",
+            getpid()
+        ));
         await_go(channel, Message::UserNamespaceReady);
         become_root_inside(isolation, channel);
         note(format!(
@@ -512,14 +579,30 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
 
     // Everything but USER (done) and CGROUP (after the parent's hooks have moved us into our
     // cgroup, so that the cgroup namespace's root is the container's own cgroup).
-    let rest =
-        flags_of(isolation.namespaces.iter().copied().filter(|ns| !matches!(ns, Namespace::User | Namespace::Cgroup)));
+    let rest = flags_of(
+        isolation
+            .namespaces
+            .iter()
+            .copied()
+            .filter(|ns| !matches!(ns, Namespace::User | Namespace::Cgroup)),
+    );
     if let Err(e) = unshare(rest) {
         let names: Vec<&str> = isolation.namespaces.iter().map(|ns| ns.name()).collect();
-        fail(channel, &format!("unshare({}) for namespaces {}: {e}", describe_flags(rest), names.join(",")));
+        fail(
+            channel,
+            &format!(
+                "unshare({}) for namespaces {}: {e}",
+                describe_flags(rest),
+                names.join(",")
+            ),
+        );
     }
     if !rest.is_empty() {
-        note(format!("child {}: unshare({})", getpid(), describe_flags(rest)));
+        note(format!(
+            "child {}: unshare({})",
+            getpid(),
+            describe_flags(rest)
+        ));
     }
     if has(Namespace::Net) {
         if let Err(e) = loopback_up() {
@@ -535,7 +618,10 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         if let Err(e) = unshare(CloneFlags::CLONE_NEWCGROUP) {
             fail(channel, &format!("unshare(CLONE_NEWCGROUP): {e}"));
         }
-        note(format!("child {}: unshare(CLONE_NEWCGROUP): its current cgroup is now its '/'", getpid()));
+        note(format!(
+            "child {}: unshare(CLONE_NEWCGROUP): its current cgroup is now its '/'",
+            getpid()
+        ));
     }
 
     let mut keep = vec![channel.as_raw_fd()];
@@ -545,9 +631,15 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         Err(e) => fail(channel, &format!("fork of init: {e}")),
     };
     let _ = channel.send(&Message::InitPid(init.as_raw()));
-    let inside =
-        if has(Namespace::Pid) { "PID 1 in the new PID namespace" } else { "no PID namespace: same pid inside" };
-    note(format!("child {}: fork() -> init is pid {init} on the host, {inside}", getpid()));
+    let inside = if has(Namespace::Pid) {
+        "PID 1 in the new PID namespace"
+    } else {
+        "no PID namespace: same pid inside"
+    };
+    note(format!(
+        "child {}: fork() -> init is pid {init} on the host, {inside}",
+        getpid()
+    ));
     match wait_for_end(init) {
         Ok(Exit::Code(code)) => code,
         // Init killed from outside (SIGKILL): it could not report; we do.
@@ -566,7 +658,10 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
     let has = |ns| isolation.has(ns);
     let note = |text: &str| {
         if isolation.observer.is_some() {
-            let _ = channel.send(&Message::Note(format!("init (pid {} inside): {text}", getpid())));
+            let _ = channel.send(&Message::Note(format!(
+                "init (pid {} inside): {text}",
+                getpid()
+            )));
         }
     };
     if has(Namespace::Mount) {
@@ -592,7 +687,10 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
         }
         note(&format!("sethostname({name:?})"));
     }
-    note(&format!("fork() + execvp({:?}); init stays as PID 1 to reap and forward signals", program.display()));
+    note(&format!(
+        "fork() + execvp({:?}); init stays as PID 1 to reap and forward signals",
+        program.display()
+    ));
     run_init(program, channel, &isolation.redirects())
 }
 // ANCHOR_END: init_setup
@@ -617,18 +715,27 @@ fn become_root_inside(isolation: &Isolation, channel: &Channel) {
     let (uid_maps, gid_maps, _) = isolation.effective_id_maps();
     if gid_maps.iter().any(|m| m.inside == 0) {
         if let Err(e) = setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)) {
-            fail(channel, &format!("setresgid(0) inside the user namespace: {e}"));
+            fail(
+                channel,
+                &format!("setresgid(0) inside the user namespace: {e}"),
+            );
         }
     }
     if uid_maps.iter().any(|m| m.inside == 0) {
         if let Err(e) = setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)) {
-            fail(channel, &format!("setresuid(0) inside the user namespace: {e}"));
+            fail(
+                channel,
+                &format!("setresuid(0) inside the user namespace: {e}"),
+            );
         }
     }
 }
 
 fn describe_flags(flags: CloneFlags) -> String {
-    let names: Vec<&str> =
-        Namespace::ALL.iter().filter(|ns| flags.contains(ns.clone_flag())).map(|ns| ns.flag_name()).collect();
+    let names: Vec<&str> = Namespace::ALL
+        .iter()
+        .filter(|ns| flags.contains(ns.clone_flag()))
+        .map(|ns| ns.flag_name())
+        .collect();
     names.join("|")
 }

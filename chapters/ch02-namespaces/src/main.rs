@@ -78,11 +78,17 @@ fn main() -> ExitCode {
             print!("{}", view::capture().to_lines());
             return ExitCode::SUCCESS;
         }
-        Some("__serve") => return demo::serve_once(args.get(2).map(String::as_str).unwrap_or("80")),
+        Some("__serve") => {
+            return demo::serve_once(args.get(2).map(String::as_str).unwrap_or("80"))
+        }
         _ => {}
     }
     let cli = Cli::parse();
-    let result = if args.len() == 1 { demo::run() } else { run_command(&cli) };
+    let result = if args.len() == 1 {
+        demo::run()
+    } else {
+        run_command(&cli)
+    };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
@@ -94,11 +100,15 @@ fn main() -> ExitCode {
 
 fn run_command(cli: &Cli) -> Result<i32> {
     if cli.command.is_empty() {
-        bail!("no command given: put it after `--`, e.g. ch02-namespaces --hostname lab -- hostname");
+        bail!(
+            "no command given: put it after `--`, e.g. ch02-namespaces --hostname lab -- hostname"
+        );
     }
     let isolation = isolation_from(cli)?;
     let program = Program::new(&cli.command)?;
-    let child = isolation.spawn(&program).with_context(|| format!("starting '{}'", program.display()))?;
+    let child = isolation
+        .spawn(&program)
+        .with_context(|| format!("starting '{}'", program.display()))?;
     // Ctrl-C or a `kill` of the runtime goes to init, which passes it on; we stay to clean up.
     ch02_namespaces::init::forward_signals_to(child.pid());
     let status = child.wait()?;

@@ -8,8 +8,14 @@ use nix::mount::{mount, MsFlags};
 /// A new mount namespace starts as a copy of the parent's, and on systemd hosts `/` is a *shared*
 /// mount: without this, a mount made inside (our `/proc`!) would propagate back to the host.
 pub fn make_mounts_private() -> Result<(), String> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("mount --make-rprivate /: {e}"))
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount --make-rprivate /: {e}"))
 }
 // ANCHOR_END: private
 

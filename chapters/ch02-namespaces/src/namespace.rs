@@ -74,12 +74,24 @@ impl Namespace {
     ];
 
     /// The six of the course's namespace table: PID, NET, MNT, UTS, IPC, USER.
-    pub const COURSE_TABLE: [Namespace; 6] =
-        [Namespace::User, Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid];
+    pub const COURSE_TABLE: [Namespace; 6] = [
+        Namespace::User,
+        Namespace::Mount,
+        Namespace::Uts,
+        Namespace::Ipc,
+        Namespace::Net,
+        Namespace::Pid,
+    ];
 
     /// What `docker run` creates by default: all of the table but USER, plus CGROUP.
-    pub const DOCKER_DEFAULTS: [Namespace; 6] =
-        [Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Pid, Namespace::Cgroup];
+    pub const DOCKER_DEFAULTS: [Namespace; 6] = [
+        Namespace::Mount,
+        Namespace::Uts,
+        Namespace::Ipc,
+        Namespace::Net,
+        Namespace::Pid,
+        Namespace::Cgroup,
+    ];
 
     /// The short name used on the command line and in `/proc/<pid>/ns/<name>`.
     pub fn name(self) -> &'static str {
@@ -119,7 +131,9 @@ impl FromStr for Namespace {
         };
         alias
             .or_else(|| Namespace::ALL.into_iter().find(|ns| ns.name() == wanted))
-            .ok_or_else(|| NamespaceError::UnknownNamespace { name: name.to_string() })
+            .ok_or_else(|| NamespaceError::UnknownNamespace {
+                name: name.to_string(),
+            })
     }
 }
 
@@ -137,7 +151,9 @@ pub fn parse_list(list: &str) -> Result<Vec<Namespace>, NamespaceError> {
 
 /// Combines the clone flags of several kinds.
 pub fn flags_of(kinds: impl IntoIterator<Item = Namespace>) -> CloneFlags {
-    kinds.into_iter().fold(CloneFlags::empty(), |flags, ns| flags | ns.clone_flag())
+    kinds
+        .into_iter()
+        .fold(CloneFlags::empty(), |flags, ns| flags | ns.clone_flag())
 }
 
 #[cfg(test)]
@@ -148,7 +164,12 @@ mod tests {
     fn parses_names_and_aliases() {
         assert_eq!(
             parse_list("pid, mount,network,uts,pid").unwrap(),
-            vec![Namespace::Mount, Namespace::Uts, Namespace::Net, Namespace::Pid]
+            vec![
+                Namespace::Mount,
+                Namespace::Uts,
+                Namespace::Net,
+                Namespace::Pid
+            ]
         );
         assert_eq!(parse_list("").unwrap(), vec![]);
     }
@@ -157,12 +178,18 @@ mod tests {
     fn unknown_name_is_a_clear_error() {
         let err = parse_list("pid,bogus").unwrap_err().to_string();
         assert!(err.contains("'bogus'"), "{err}");
-        assert!(err.contains("user, mnt, uts, ipc, net, pid, cgroup, time"), "{err}");
+        assert!(
+            err.contains("user, mnt, uts, ipc, net, pid, cgroup, time"),
+            "{err}"
+        );
     }
 
     #[test]
     fn flags_match_the_kernel_constants() {
-        assert_eq!(flags_of([Namespace::Pid, Namespace::Net]).bits(), libc::CLONE_NEWPID | libc::CLONE_NEWNET);
+        assert_eq!(
+            flags_of([Namespace::Pid, Namespace::Net]).bits(),
+            libc::CLONE_NEWPID | libc::CLONE_NEWNET
+        );
         assert_eq!(Namespace::Time.clone_flag().bits(), 0x80);
     }
 }

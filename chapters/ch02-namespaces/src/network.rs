@@ -30,8 +30,13 @@ const LOCK_FILE: &str = "/run/lock/boxlab-net.lock";
 /// Brings `lo` up in the calling process's network namespace, with the two ioctls `ip link set lo
 /// up` uses: read the interface flags, add IFF_UP, write them back.
 pub fn loopback_up() -> Result<(), String> {
-    let sock: OwnedFd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| format!("socket for configuring lo: {e}"))?;
+    let sock: OwnedFd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket for configuring lo: {e}"))?;
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in request.ifr_name.iter_mut().zip(b"lo\0") {
@@ -39,13 +44,19 @@ pub fn loopback_up() -> Result<(), String> {
     }
     // SAFETY: SIOCGIFFLAGS reads into the ifreq we own, which names an interface.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } < 0 {
-        return Err(format!("SIOCGIFFLAGS on lo: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "SIOCGIFFLAGS on lo: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: after SIOCGIFFLAGS the flags member of the union is the one that is set.
     unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } < 0 {
-        return Err(format!("SIOCSIFFLAGS on lo (IFF_UP): {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "SIOCSIFFLAGS on lo (IFF_UP): {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -121,7 +132,10 @@ impl Veth {
 
     fn delete_host_end(&self) {
         if self.host_ifindex.is_some() && ifindex_of(&self.host_device) == self.host_ifindex {
-            let _ = Command::new("ip").args(["link", "del", &self.host_device]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.host_device])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -133,14 +147,23 @@ fn allocation_lock() -> Result<Flock<File>, NamespaceError> {
         .truncate(false)
         .write(true)
         .open(LOCK_FILE)
-        .map_err(|e| NamespaceError::Network { step: format!("open {LOCK_FILE}"), detail: e.to_string() })?;
-    Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| NamespaceError::Network { step: format!("flock {LOCK_FILE}"), detail: e.to_string() })
+        .map_err(|e| NamespaceError::Network {
+            step: format!("open {LOCK_FILE}"),
+            detail: e.to_string(),
+        })?;
+    Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| NamespaceError::Network {
+        step: format!("flock {LOCK_FILE}"),
+        detail: e.to_string(),
+    })
 }
 
 /// The interface index of a host network device, if it exists.
 pub fn ifindex_of(device: &str) -> Option<u32> {
-    fs::read_to_string(format!("/sys/class/net/{device}/ifindex")).ok()?.trim().parse().ok()
+    fs::read_to_string(format!("/sys/class/net/{device}/ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The first /30 whose device name and addresses nobody uses. Call with the lock held.
@@ -148,7 +171,10 @@ fn free_subnet_index() -> Result<u32, NamespaceError> {
     let listing = Command::new("ip")
         .args(["-o", "-4", "addr", "show"])
         .output()
-        .map_err(|e| NamespaceError::Network { step: "ip -o -4 addr show".into(), detail: missing_ip(e) })?;
+        .map_err(|e| NamespaceError::Network {
+            step: "ip -o -4 addr show".into(),
+            detail: missing_ip(e),
+        })?;
     let used = String::from_utf8_lossy(&listing.stdout).into_owned();
     (0..SUBNETS)
         .find(|&index| {
@@ -158,7 +184,8 @@ fn free_subnet_index() -> Result<u32, NamespaceError> {
         })
         .ok_or_else(|| NamespaceError::Network {
             step: "allocate a subnet".into(),
-            detail: "all of 10.241.0.0/16 is in use; remove stale bxl* devices with 'ip link del'".into(),
+            detail: "all of 10.241.0.0/16 is in use; remove stale bxl* devices with 'ip link del'"
+                .into(),
         })
 }
 
@@ -170,27 +197,50 @@ fn missing_ip(e: std::io::Error) -> String {
 /// given. Any failing line fails the whole batch, with ip's own message.
 fn run_ip_batch(commands: &str, netns_of: Option<Pid>) -> Result<(), NamespaceError> {
     let mut command = Command::new("ip");
-    command.args(["-batch", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(pid) = netns_of {
-        let netns = File::open(format!("/proc/{pid}/ns/net"))
-            .map_err(|e| NamespaceError::Network { step: format!("open /proc/{pid}/ns/net"), detail: e.to_string() })?;
+        let netns =
+            File::open(format!("/proc/{pid}/ns/net")).map_err(|e| NamespaceError::Network {
+                step: format!("open /proc/{pid}/ns/net"),
+                detail: e.to_string(),
+            })?;
         // SAFETY: the closure runs in the forked child before exec and only calls setns(2).
         unsafe {
-            command.pre_exec(move || setns(&netns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+            command.pre_exec(move || {
+                setns(&netns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
         }
     }
-    let step = format!("ip -batch ({})", commands.lines().next().unwrap_or_default());
-    let mut child =
-        command.spawn().map_err(|e| NamespaceError::Network { step: step.clone(), detail: missing_ip(e) })?;
+    let step = format!(
+        "ip -batch ({})",
+        commands.lines().next().unwrap_or_default()
+    );
+    let mut child = command.spawn().map_err(|e| NamespaceError::Network {
+        step: step.clone(),
+        detail: missing_ip(e),
+    })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(commands.as_bytes())
-            .map_err(|e| NamespaceError::Network { step: step.clone(), detail: e.to_string() })?;
+            .map_err(|e| NamespaceError::Network {
+                step: step.clone(),
+                detail: e.to_string(),
+            })?;
     }
-    let output =
-        child.wait_with_output().map_err(|e| NamespaceError::Network { step: step.clone(), detail: e.to_string() })?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| NamespaceError::Network {
+            step: step.clone(),
+            detail: e.to_string(),
+        })?;
     if !output.status.success() {
-        let detail = String::from_utf8_lossy(&output.stderr).trim().replace('\n', "; ");
+        let detail = String::from_utf8_lossy(&output.stderr)
+            .trim()
+            .replace('\n', "; ");
         return Err(NamespaceError::Network { step, detail });
     }
     Ok(())

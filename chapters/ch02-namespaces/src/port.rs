@@ -28,19 +28,26 @@ impl FromStr for PortMapping {
     type Err = NamespaceError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let invalid =
-            |reason: &str| NamespaceError::InvalidPortMapping { spec: spec.to_string(), reason: reason.into() };
+        let invalid = |reason: &str| NamespaceError::InvalidPortMapping {
+            spec: spec.to_string(),
+            reason: reason.into(),
+        };
         let spec_no_proto = spec.strip_suffix("/tcp").unwrap_or(spec);
-        let (host_part, container_part) =
-            spec_no_proto.rsplit_once(':').ok_or_else(|| invalid("no ':' between the ports"))?;
+        let (host_part, container_part) = spec_no_proto
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("no ':' between the ports"))?;
         let (ip, host_port) = match host_part.rsplit_once(':') {
-            Some((ip, port)) => {
-                (IpAddr::from_str(ip).map_err(|_| invalid(&format!("'{ip}' is not an IP address")))?, port)
-            }
+            Some((ip, port)) => (
+                IpAddr::from_str(ip)
+                    .map_err(|_| invalid(&format!("'{ip}' is not an IP address")))?,
+                port,
+            ),
             None => (IpAddr::V4(Ipv4Addr::LOCALHOST), host_part),
         };
         let port = |p: &str, which: &str| match u16::from_str(p) {
-            Ok(0) | Err(_) => Err(invalid(&format!("{which} port '{p}' is not a number from 1 to 65535"))),
+            Ok(0) | Err(_) => Err(invalid(&format!(
+                "{which} port '{p}' is not a number from 1 to 65535"
+            ))),
             Ok(n) => Ok(n),
         };
         Ok(PortMapping {
@@ -61,7 +68,10 @@ pub struct PortProxy {
 impl PortProxy {
     /// Binds the host side now, so that "port in use" is found before any namespace is made.
     pub fn bind(mapping: &PortMapping) -> Result<TcpListener, NamespaceError> {
-        TcpListener::bind(mapping.host).map_err(|source| NamespaceError::PortUnavailable { addr: mapping.host, source })
+        TcpListener::bind(mapping.host).map_err(|source| NamespaceError::PortUnavailable {
+            addr: mapping.host,
+            source,
+        })
     }
 
     // ANCHOR: proxy
@@ -85,13 +95,19 @@ impl PortProxy {
                 }
             })
         };
-        PortProxy { listener: Some(listener), stopping, acceptor: Some(acceptor) }
+        PortProxy {
+            listener: Some(listener),
+            stopping,
+            acceptor: Some(acceptor),
+        }
     }
     // ANCHOR_END: proxy
 
     /// Stops accepting and releases the host port.
     pub fn stop(&mut self) {
-        let Some(listener) = self.listener.take() else { return };
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
         self.stopping.store(true, Ordering::Relaxed);
         // shutdown(2) on a listening socket wakes a blocked accept(2) on Linux.
         // SAFETY: the fd belongs to the listener, which is alive (we hold an Arc).
@@ -171,6 +187,9 @@ mod tests {
         assert_eq!(reply, "ping");
         server.join().unwrap();
         proxy.stop();
-        assert!(TcpListener::bind(front).is_ok(), "the host port is free again after stop");
+        assert!(
+            TcpListener::bind(front).is_ok(),
+            "the host port is free again after stop"
+        );
     }
 }

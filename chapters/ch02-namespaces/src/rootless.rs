@@ -10,7 +10,10 @@ use crate::NamespaceError;
 pub fn unprivileged_userns_blocker() -> Option<String> {
     let read = |path: &str| fs::read_to_string(path).ok().map(|v| v.trim().to_string());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return Some("user.max_user_namespaces = 0 (raise it: sysctl -w user.max_user_namespaces=15000)".into());
+        return Some(
+            "user.max_user_namespaces = 0 (raise it: sysctl -w user.max_user_namespaces=15000)"
+                .into(),
+        );
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return Some("kernel.unprivileged_userns_clone = 0 (Debian/Ubuntu switch; enable: sysctl -w kernel.unprivileged_userns_clone=1)".into());

@@ -47,7 +47,9 @@ impl Message {
             Message::ExecFailed(errno) => [&[b'E'][..], &errno.to_ne_bytes()].concat(),
             Message::Failed(reason) => [&[b'F'][..], reason.as_bytes()].concat(),
             Message::Exited(Exit::Code(code)) => [&[b'C'][..], &code.to_ne_bytes()].concat(),
-            Message::Exited(Exit::Signal(sig)) => [&[b'S'][..], &(*sig as i32).to_ne_bytes()].concat(),
+            Message::Exited(Exit::Signal(sig)) => {
+                [&[b'S'][..], &(*sig as i32).to_ne_bytes()].concat()
+            }
             Message::Note(text) => [&[b'T'][..], text.as_bytes()].concat(),
             Message::Go => vec![b'G'],
         }
@@ -64,7 +66,9 @@ impl Message {
             b'E' => Message::ExecFailed(int(rest)?),
             b'F' => Message::Failed(String::from_utf8_lossy(rest).into_owned()),
             b'C' => Message::Exited(Exit::Code(int(rest)?)),
-            b'S' => Message::Exited(Exit::Signal(nix::sys::signal::Signal::try_from(int(rest)?).ok()?)),
+            b'S' => Message::Exited(Exit::Signal(
+                nix::sys::signal::Signal::try_from(int(rest)?).ok()?,
+            )),
             b'T' => Message::Note(String::from_utf8_lossy(rest).into_owned()),
             b'G' => Message::Go,
             _ => return None,
@@ -78,8 +82,13 @@ pub struct Channel(OwnedFd);
 
 /// Makes the two ends: one for the parent, one for the child.
 pub fn channel_pair() -> Result<(Channel, Channel), NamespaceError> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| NamespaceError::sys("socketpair(AF_UNIX, SOCK_SEQPACKET)", e))?;
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| NamespaceError::sys("socketpair(AF_UNIX, SOCK_SEQPACKET)", e))?;
     Ok((Channel(a), Channel(b)))
 }
 

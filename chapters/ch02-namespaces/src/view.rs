@@ -39,14 +39,20 @@ pub fn capture() -> View {
         // sysfs shows the network namespace of the process that mounted it; /proc/net/dev always
         // shows ours. Read the latter.
         let dev = fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
-        let mut names: Vec<String> =
-            dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect();
+        let mut names: Vec<String> = dev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .collect();
         names.sort();
         names
     };
     let processes = fs::read_dir("/proc")
         .map(|dir| {
-            dir.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok()).count()
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count()
         })
         .unwrap_or(0);
     let ipc_queues = fs::read_to_string("/proc/sysvipc/msg")
@@ -68,7 +74,9 @@ pub fn capture() -> View {
     View {
         pid: getpid().as_raw(),
         ppid: getppid().as_raw(),
-        hostname: gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        hostname: gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         uid: getuid().as_raw(),
         gid: getgid().as_raw(),
         uid_map: fs::read_to_string("/proc/self/uid_map")
@@ -111,7 +119,13 @@ impl View {
                 .unwrap_or_default()
                 .to_string()
         };
-        let list = |key: &str| get(key).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        let list = |key: &str| {
+            get(key)
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
         View {
             pid: get("pid").parse().unwrap_or(0),
             ppid: get("ppid").parse().unwrap_or(0),

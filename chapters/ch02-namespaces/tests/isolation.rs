@@ -45,9 +45,16 @@ fn pid_one_reaps_an_orphaned_grandchild() {
     "#;
     let scratch = ScratchDir::new("orphan").unwrap();
     let script = script.replace("/tmp/orphan", &scratch.join("pid").to_string_lossy());
-    let (status, out) = run_captured(Isolation::new([Namespace::Pid, Namespace::Mount]), &["sh", "-c", &script]);
+    let (status, out) = run_captured(
+        Isolation::new([Namespace::Pid, Namespace::Mount]),
+        &["sh", "-c", &script],
+    );
     assert_eq!(status, Exit::Code(0));
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["PPid:1", "reaped"], "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["PPid:1", "reaped"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -61,10 +68,16 @@ fn sigterm_to_the_container_reaches_the_command() {
         .spawn(&program(&["sh", "-c", "echo ready; exec sleep 30"]))
         .unwrap();
     let mut line = String::new();
-    BufReader::new(File::from(reader)).read_line(&mut line).unwrap();
+    BufReader::new(File::from(reader))
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line, "ready\n");
     child.signal(Signal::SIGTERM).unwrap();
-    assert_eq!(child.wait().unwrap(), Exit::Signal(Signal::SIGTERM), "init forwarded SIGTERM to sleep");
+    assert_eq!(
+        child.wait().unwrap(),
+        Exit::Signal(Signal::SIGTERM),
+        "init forwarded SIGTERM to sleep"
+    );
 }
 
 #[test]
@@ -85,12 +98,17 @@ fn mounts_inside_do_not_reach_the_host() {
         .spawn(&program(&["sh", "-c", &script]))
         .unwrap();
     let mut line = String::new();
-    BufReader::new(File::from(reader)).read_line(&mut line).unwrap();
+    BufReader::new(File::from(reader))
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "1", "mounted inside");
     let host_mounts = fs::read_to_string("/proc/self/mounts").unwrap();
     child.signal(Signal::SIGKILL).unwrap();
     let _ = child.wait();
-    assert!(!host_mounts.contains("boxlab-probe"), "the mount leaked to the host");
+    assert!(
+        !host_mounts.contains("boxlab-probe"),
+        "the mount leaked to the host"
+    );
 }
 
 #[test]
@@ -99,10 +117,16 @@ fn cgroup_namespace_makes_the_own_cgroup_the_root() {
         return;
     }
     let host = fs::read_to_string("/proc/self/cgroup").unwrap();
-    let (status, out) = run_captured(Isolation::new([Namespace::Cgroup]), &["cat", "/proc/self/cgroup"]);
+    let (status, out) = run_captured(
+        Isolation::new([Namespace::Cgroup]),
+        &["cat", "/proc/self/cgroup"],
+    );
     assert_eq!(status, Exit::Code(0));
     for line in out.lines() {
-        assert!(line.ends_with(":/"), "every hierarchy shows '/': {line}\n(host: {host})");
+        assert!(
+            line.ends_with(":/"),
+            "every hierarchy shows '/': {line}\n(host: {host})"
+        );
     }
 }
 
@@ -132,12 +156,25 @@ fn a_published_port_answers_from_the_host() {
         .expect("the port stays taken");
     let device = child.host_device().unwrap().to_string();
     let ifindex = ifindex_of(&device);
-    assert!(ifindex.is_some(), "{device} exists while the container runs");
+    assert!(
+        ifindex.is_some(),
+        "{device} exists while the container runs"
+    );
     let reply = ask(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-    assert!(reply.contains("\"boxlab-web\"") && reply.contains("eth0"), "{reply}");
+    assert!(
+        reply.contains("\"boxlab-web\"") && reply.contains("eth0"),
+        "{reply}"
+    );
     assert_eq!(child.wait().unwrap(), Exit::Code(0));
-    assert_ne!(ifindex_of(&device), ifindex, "{device} removed after the container ended");
-    assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "the host port is released");
+    assert_ne!(
+        ifindex_of(&device),
+        ifindex,
+        "{device} removed after the container ended"
+    );
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the host port is released"
+    );
 }
 
 fn ask(addr: SocketAddr) -> String {
@@ -167,8 +204,14 @@ fn dropping_a_running_child_kills_and_cleans_it_up() {
     let ifindex = ifindex_of(&device);
     assert!(ifindex.is_some());
     drop(child);
-    assert!(!Path::new(&format!("/proc/{init}")).exists(), "init is gone");
-    assert!(!Path::new(&format!("/proc/{waiter}")).exists(), "the waiter is reaped");
+    assert!(
+        !Path::new(&format!("/proc/{init}")).exists(),
+        "init is gone"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{waiter}")).exists(),
+        "the waiter is reaped"
+    );
     // A parallel test may already have a new device by the same name; ours had this index.
     assert_ne!(ifindex_of(&device), ifindex, "{device} is gone");
 }

@@ -24,7 +24,11 @@ pub enum RootfsError {
     Io { path: PathBuf, source: io::Error },
 }
 
-const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox", "/usr/bin/busybox-static"];
+const BUSYBOX_CANDIDATES: &[&str] = &[
+    "/bin/busybox",
+    "/usr/bin/busybox",
+    "/usr/bin/busybox-static",
+];
 
 /// Finds a *static* busybox: a dynamic one would need the host's libc inside the rootfs.
 pub fn find_static_busybox() -> Result<PathBuf, RootfsError> {
@@ -34,12 +38,16 @@ pub fn find_static_busybox() -> Result<PathBuf, RootfsError> {
             return Ok(path.to_path_buf());
         }
     }
-    Err(RootfsError::NoBusybox { searched: BUSYBOX_CANDIDATES.join(", ") })
+    Err(RootfsError::NoBusybox {
+        searched: BUSYBOX_CANDIDATES.join(", "),
+    })
 }
 
 /// A static ELF has no PT_INTERP program header (no dynamic loader to name).
 fn is_static_elf(path: &Path) -> bool {
-    let Ok(bytes) = fs::read(path) else { return false };
+    let Ok(bytes) = fs::read(path) else {
+        return false;
+    };
     if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 {
         return false; // not a 64-bit ELF
     }
@@ -53,7 +61,10 @@ fn is_static_elf(path: &Path) -> bool {
     const PT_INTERP: u32 = 3;
     (0..phnum).all(|i| {
         let entry = phoff + i * phentsize;
-        bytes.get(entry..entry + 4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP).unwrap_or(false)
+        bytes
+            .get(entry..entry + 4)
+            .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
+            .unwrap_or(false)
     })
 }
 
@@ -66,7 +77,9 @@ pub fn busybox_rootfs(target: &Path) -> Result<PathBuf, RootfsError> {
         let path = path.to_path_buf();
         move |source| RootfsError::Io { path, source }
     };
-    for dir in ["bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "run", "var/tmp", "usr/bin"] {
+    for dir in [
+        "bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "run", "var/tmp", "usr/bin",
+    ] {
         let path = target.join(dir);
         fs::create_dir_all(&path).map_err(io_err(&path))?;
     }
@@ -77,14 +90,24 @@ pub fn busybox_rootfs(target: &Path) -> Result<PathBuf, RootfsError> {
     if !inside.exists() {
         fs::copy(&busybox, &inside).map_err(io_err(&inside))?;
     }
-    let listing = Command::new(&busybox)
-        .arg("--list")
-        .output()
-        .map_err(|e| RootfsError::ListApplets { busybox: busybox.clone(), reason: e.to_string() })?;
+    let listing =
+        Command::new(&busybox)
+            .arg("--list")
+            .output()
+            .map_err(|e| RootfsError::ListApplets {
+                busybox: busybox.clone(),
+                reason: e.to_string(),
+            })?;
     if !listing.status.success() {
-        return Err(RootfsError::ListApplets { busybox, reason: format!("exited with {}", listing.status) });
+        return Err(RootfsError::ListApplets {
+            busybox,
+            reason: format!("exited with {}", listing.status),
+        });
     }
-    for applet in String::from_utf8_lossy(&listing.stdout).lines().map(str::trim) {
+    for applet in String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::trim)
+    {
         if applet.is_empty() || applet == "busybox" || applet.contains('/') {
             continue;
         }
@@ -94,8 +117,11 @@ pub fn busybox_rootfs(target: &Path) -> Result<PathBuf, RootfsError> {
         }
     }
     let passwd = target.join("etc/passwd");
-    fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-        .map_err(io_err(&passwd))?;
+    fs::write(
+        &passwd,
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .map_err(io_err(&passwd))?;
     let group = target.join("etc/group");
     fs::write(&group, "root:x:0:\nnogroup:x:65534:\n").map_err(io_err(&group))?;
     Ok(target.to_path_buf())
@@ -111,9 +137,15 @@ mod tests {
         let scratch = ScratchDir::new("rootfs-selftest").unwrap();
         let root = busybox_rootfs(scratch.path()).expect("scripts/setup installs busybox-static");
         assert!(root.join("bin/busybox").is_file());
-        assert_eq!(fs::read_link(root.join("bin/sh")).unwrap(), PathBuf::from("busybox"));
+        assert_eq!(
+            fs::read_link(root.join("bin/sh")).unwrap(),
+            PathBuf::from("busybox")
+        );
         // The copy inside the rootfs runs on its own: it is static.
-        let out = Command::new(root.join("bin/sh")).args(["-c", "echo hello from busybox"]).output().unwrap();
+        let out = Command::new(root.join("bin/sh"))
+            .args(["-c", "echo hello from busybox"])
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from busybox\n");
         // Building twice is fine.
         busybox_rootfs(scratch.path()).unwrap();

@@ -62,9 +62,12 @@ fn unescape_mount_path(field: &str) -> PathBuf {
     let mut i = 0;
     while i < bytes.len() {
         let escape = bytes.get(i + 1..i + 4);
-        if bytes[i] == b'\\' && escape.is_some_and(|d| d.iter().all(|b| (b'0'..=b'7').contains(b))) {
+        if bytes[i] == b'\\' && escape.is_some_and(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)))
+        {
             let digits = escape.unwrap_or_default();
-            let code = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            let code = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
             out.push(code as u8);
             i += 4;
             continue;
@@ -108,7 +111,10 @@ mod tests {
 
     #[test]
     fn unescapes_octal_in_mountinfo_paths() {
-        assert_eq!(unescape_mount_path(r"/tmp/a\040b"), PathBuf::from("/tmp/a b"));
+        assert_eq!(
+            unescape_mount_path(r"/tmp/a\040b"),
+            PathBuf::from("/tmp/a b")
+        );
         assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
     }
 
@@ -121,7 +127,14 @@ mod tests {
         let scratch = ScratchDir::new("selftest-mount").unwrap();
         let target = scratch.join("mnt");
         fs::create_dir(&target).unwrap();
-        mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::empty(), None::<&str>).unwrap();
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
         assert_eq!(mounts_below(scratch.path()), vec![target.clone()]);
         let path = scratch.path().to_path_buf();
         drop(scratch);
