@@ -6,6 +6,7 @@
 //! the child into a cgroup (a [`ParentHook`]), chapter 4 gives it a root filesystem (a
 //! [`ChildHook`]).
 
+pub mod args;
 mod error;
 pub mod idmap;
 pub mod init;

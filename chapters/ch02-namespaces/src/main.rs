@@ -2,14 +2,13 @@
 
 mod demo;
 
-use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use ch01_process::exec::Program;
-use ch02_namespaces::{parse_list, view, IdMap, Isolation, Namespace, Network, PortMapping};
-use clap::{Parser, ValueEnum};
+use ch02_namespaces::args::IsolationArgs;
+use ch02_namespaces::view;
+use clap::Parser;
 
 /// Run a command in new Linux namespaces, under a real PID 1.
 ///
@@ -17,48 +16,12 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "ch02-namespaces", version, after_help = EXAMPLES)]
 struct Cli {
-    /// Namespaces to create, comma-separated: user, mnt, uts, ipc, net, pid, cgroup, time.
-    /// Default: mnt,uts,ipc,net,pid,cgroup (as docker run), plus user when not root.
-    #[arg(long, value_name = "LIST")]
-    ns: Option<String>,
-
-    /// Add a user namespace in which you are root (works without root on the host).
-    #[arg(long)]
-    rootless: bool,
-
-    /// Hostname inside (needs uts).
-    #[arg(long)]
-    hostname: Option<String>,
-
-    /// uid map INSIDE:OUTSIDE:COUNT[,…] (needs user). Default: your uid is root inside.
-    #[arg(long, value_name = "MAP")]
-    uid_map: Option<String>,
-
-    /// gid map INSIDE:OUTSIDE:COUNT[,…] (needs user). Default: your gid is root's group inside.
-    #[arg(long, value_name = "MAP")]
-    gid_map: Option<String>,
-
-    /// Network inside a net namespace: loopback only, or a veth pair to the host (root).
-    #[arg(long, value_enum, default_value_t = NetworkArg::Loopback)]
-    net: NetworkArg,
-
-    /// Publish a TCP port: [HOST_IP:]HOST_PORT:CONTAINER_PORT (root; implies --net veth).
-    #[arg(short, long, value_name = "MAPPING")]
-    publish: Option<String>,
-
-    /// Print each set-up step on stderr as it happens.
-    #[arg(short, long)]
-    verbose: bool,
+    #[command(flatten)]
+    isolation: IsolationArgs,
 
     /// The command to run, after `--`.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum NetworkArg {
-    Loopback,
-    Veth,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -104,7 +67,7 @@ fn run_command(cli: &Cli) -> Result<i32> {
             "no command given: put it after `--`, e.g. ch02-namespaces --hostname lab -- hostname"
         );
     }
-    let isolation = isolation_from(cli)?;
+    let isolation = cli.isolation.to_isolation("ch02")?;
     let program = Program::new(&cli.command)?;
     let child = isolation
         .spawn(&program)
@@ -112,46 +75,8 @@ fn run_command(cli: &Cli) -> Result<i32> {
     // Ctrl-C or a `kill` of the runtime goes to init, which passes it on; we stay to clean up.
     ch02_namespaces::init::forward_signals_to(child.pid());
     let status = child.wait()?;
-    if cli.verbose {
+    if cli.isolation.verbose {
         eprintln!("ch02: '{}' {status}", program.display());
     }
     Ok(status.shell_code())
-}
-
-fn isolation_from(cli: &Cli) -> Result<Isolation> {
-    let root = nix::unistd::geteuid().is_root();
-    let mut isolation = match &cli.ns {
-        Some(list) => Isolation::new(parse_list(list)?),
-        None if root => Isolation::container_defaults(),
-        None => {
-            if !cli.rootless {
-                eprintln!("ch02: not root, so adding a user namespace (rootless mode; say --rootless to silence this)");
-            }
-            Isolation::rootless()
-        }
-    };
-    if cli.rootless {
-        isolation = isolation.with_namespace(Namespace::User);
-    }
-    if let Some(name) = &cli.hostname {
-        isolation = isolation.hostname(name);
-    }
-    if let Some(map) = &cli.uid_map {
-        isolation = isolation.uid_maps(IdMap::parse_list("uid", map)?);
-    }
-    if let Some(map) = &cli.gid_map {
-        isolation = isolation.gid_maps(IdMap::parse_list("gid", map)?);
-    }
-    if let NetworkArg::Veth = cli.net {
-        isolation = isolation.network(Network::Veth);
-    }
-    if let Some(spec) = &cli.publish {
-        isolation = isolation.publish(spec.parse::<PortMapping>()?);
-    }
-    if cli.verbose {
-        isolation = isolation.observe(Arc::new(|step: &str| {
-            let _ = writeln!(std::io::stderr(), "ch02: {step}");
-        }));
-    }
-    Ok(isolation)
 }

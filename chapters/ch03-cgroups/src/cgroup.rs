@@ -1,0 +1,402 @@
+//! One cgroup, on whichever layout the host has: create it with limits, put processes in it,
+//! read its usage, and remove it — killing what is left inside first.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{geteuid, Pid};
+
+use crate::files::{exists, read, write, Written};
+use crate::rootless::{delegated_base, own_v2_cgroup};
+use crate::{v1, v2, CgroupError, CgroupPath, Layout, Limits, Usage};
+
+/// The v1 hierarchies boxlab uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V1Controller {
+    Memory,
+    Cpu,
+    Cpuacct,
+    Pids,
+    Cpuset,
+}
+
+impl V1Controller {
+    pub const ALL: [V1Controller; 5] = [
+        V1Controller::Memory,
+        V1Controller::Cpu,
+        V1Controller::Cpuacct,
+        V1Controller::Pids,
+        V1Controller::Cpuset,
+    ];
+
+    /// The hierarchy's directory name under the root (`/sys/fs/cgroup/memory`).
+    pub fn name(self) -> &'static str {
+        match self {
+            V1Controller::Memory => "memory",
+            V1Controller::Cpu => "cpu",
+            V1Controller::Cpuacct => "cpuacct",
+            V1Controller::Pids => "pids",
+            V1Controller::Cpuset => "cpuset",
+        }
+    }
+
+    /// Whether `limits` cannot be applied without this controller.
+    fn required_by(self, limits: &Limits) -> bool {
+        match self {
+            V1Controller::Memory => limits.memory.is_some() || limits.memory_swap.is_some(),
+            V1Controller::Cpu => limits.cpu_millis.is_some() || limits.cpu_shares.is_some(),
+            V1Controller::Cpuacct => false,
+            V1Controller::Pids => limits.pids.is_some(),
+            V1Controller::Cpuset => limits.cpuset_cpus.is_some(),
+        }
+    }
+}
+
+/// One directory of the cgroup: per v1 hierarchy, or the single v2 one.
+#[derive(Debug, Clone)]
+struct Dir {
+    path: PathBuf,
+    /// The hierarchy's root, so that empty parents can be removed up to (not including) it.
+    top: PathBuf,
+    kind: DirKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirKind {
+    V1(V1Controller),
+    V2,
+    /// The controller-less cgroup2 tree of a hybrid host: processes are placed there too, so
+    /// `cgroup.kill` and (chapter 5) device eBPF programs work.
+    HybridUnified,
+}
+
+/// A cgroup that exists on the host. Dropping it removes it (killing anything still inside).
+#[derive(Debug)]
+pub struct Cgroup {
+    layout: Layout,
+    path: CgroupPath,
+    dirs: Vec<Dir>,
+    removed: bool,
+}
+
+impl Cgroup {
+    // ANCHOR: create
+    /// Creates the cgroup `path` and applies `limits`; returns it with every file written, in
+    /// order. On any error, whatever was created is removed again.
+    pub fn create(
+        layout: &Layout,
+        path: &CgroupPath,
+        limits: &Limits,
+    ) -> Result<(Cgroup, Vec<Written>), CgroupError> {
+        limits.validate()?;
+        let base = delegated_base(layout, geteuid(), &own_v2_cgroup())?;
+        let relative = base.join(path.as_path());
+        let mut cgroup = Cgroup {
+            layout: layout.clone(),
+            path: path.clone(),
+            dirs: Vec::new(),
+            removed: false,
+        };
+        let mut written = Vec::new();
+        match layout {
+            Layout::V1 { root } | Layout::Hybrid { root, .. } => {
+                for controller in V1Controller::ALL {
+                    let top = root.join(controller.name());
+                    if !top.is_dir() {
+                        if controller.required_by(limits) {
+                            return Err(CgroupError::ControllerMissing {
+                                controller: controller.name(),
+                                where_: top,
+                                hint: "this cgroup v1 hierarchy is not mounted (mount -t cgroup -o NAME cgroup DIR)".into(),
+                            });
+                        }
+                        continue;
+                    }
+                    let (dir, prepared) = make_dirs(&top, &relative, |level| match controller {
+                        V1Controller::Cpuset => v1::cpuset::inherit_from_parent(level),
+                        _ => Ok(Vec::new()),
+                    })?;
+                    written.extend(prepared);
+                    cgroup.dirs.push(Dir {
+                        path: dir,
+                        top,
+                        kind: DirKind::V1(controller),
+                    });
+                }
+                if let Layout::Hybrid { unified, .. } = layout {
+                    let (dir, _) = make_dirs(unified, &relative, |_| Ok(Vec::new()))?;
+                    cgroup.dirs.push(Dir {
+                        path: dir,
+                        top: unified.clone(),
+                        kind: DirKind::HybridUnified,
+                    });
+                }
+                for dir in &cgroup.dirs {
+                    written.extend(match dir.kind {
+                        DirKind::V1(V1Controller::Memory) => v1::memory::apply(&dir.path, limits)?,
+                        DirKind::V1(V1Controller::Cpu) => v1::cpu::apply(&dir.path, limits)?,
+                        DirKind::V1(V1Controller::Pids) => v1::pids::apply(&dir.path, limits)?,
+                        DirKind::V1(V1Controller::Cpuset) => v1::cpuset::apply(&dir.path, limits)?,
+                        _ => Vec::new(),
+                    });
+                }
+            }
+            Layout::V2 { root } => {
+                let (wanted, required) = v2::controllers_for(limits);
+                let (dir, prepared) = make_dirs(root, &relative, |level| {
+                    // The level's parent passes the controllers down to it.
+                    let parent = level.parent().unwrap_or(root);
+                    v2::enable_controllers(root, &[parent], &wanted, &required)
+                })?;
+                written.extend(prepared);
+                cgroup.dirs.push(Dir {
+                    path: dir.clone(),
+                    top: root.clone(),
+                    kind: DirKind::V2,
+                });
+                written.extend(v2::memory::apply(&dir, limits)?);
+                written.extend(v2::cpu::apply(&dir, limits)?);
+                written.extend(v2::pids::apply(&dir, limits)?);
+                written.extend(v2::cpuset::apply(&dir, limits)?);
+            }
+        }
+        Ok((cgroup, written))
+    }
+    // ANCHOR_END: create
+
+    /// The cgroup's name.
+    pub fn path(&self) -> &CgroupPath {
+        &self.path
+    }
+
+    /// The layout it was made on.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Its directories: one per v1 hierarchy, or one on v2.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|d| d.path.as_path())
+    }
+
+    /// The directory of a v1 controller, if this is a v1 or hybrid cgroup that has it.
+    pub fn v1_dir(&self, controller: V1Controller) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| d.kind == DirKind::V1(controller))
+            .map(|d| d.path.as_path())
+    }
+
+    /// The cgroup2 directory: the cgroup itself on v2, the controller-less twin on hybrid.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|d| matches!(d.kind, DirKind::V2 | DirKind::HybridUnified))
+            .map(|d| d.path.as_path())
+    }
+
+    // ANCHOR: add_process
+    /// Moves process `pid` (and, from then on, every child it forks) into the cgroup: one write
+    /// of its pid to `cgroup.procs` in each directory.
+    pub fn add_process(&self, pid: Pid) -> Result<Vec<Written>, CgroupError> {
+        self.dirs
+            .iter()
+            .map(|dir| write(&dir.path, "cgroup.procs", pid))
+            .collect()
+    }
+    // ANCHOR_END: add_process
+
+    /// Reads the usage figures this host reports.
+    pub fn usage(&self) -> Result<Usage, CgroupError> {
+        let mut usage = Usage::default();
+        for dir in &self.dirs {
+            match dir.kind {
+                DirKind::V1(V1Controller::Memory) => v1::memory::read_usage(&dir.path, &mut usage)?,
+                DirKind::V1(V1Controller::Cpuacct) => {
+                    v1::cpuacct::read_usage(&dir.path, &mut usage)?
+                }
+                DirKind::V1(V1Controller::Pids) => v1::pids::read_usage(&dir.path, &mut usage)?,
+                DirKind::V2 => {
+                    if exists(&dir.path, "memory.current") {
+                        v2::memory::read_usage(&dir.path, &mut usage)?;
+                    }
+                    if exists(&dir.path, "pids.current") {
+                        v2::pids::read_usage(&dir.path, &mut usage)?;
+                    }
+                    v2::cpu::read_usage(&dir.path, &mut usage)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(usage)
+    }
+
+    /// The processes in it now (from every directory, without duplicates).
+    pub fn processes(&self) -> Vec<Pid> {
+        let mut pids: Vec<Pid> = self
+            .dirs
+            .iter()
+            .filter_map(|dir| read(&dir.path, "cgroup.procs").ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .map(Pid::from_raw)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    }
+
+    // ANCHOR: kill
+    /// Kills every process inside: with `cgroup.kill` where the kernel has it (5.14+, v2 and the
+    /// hybrid twin), which cannot race with a fork; otherwise by sending SIGKILL to each listed
+    /// process until none is left.
+    pub fn kill_all(&self) {
+        if let Some(dir) = self.unified_dir() {
+            if exists(dir, "cgroup.kill") {
+                let _ = write(dir, "cgroup.kill", 1);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.processes();
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            sleep(Duration::from_millis(2));
+        }
+    }
+    // ANCHOR_END: kill
+
+    /// Kills what is left inside, then removes every directory, and the `boxlab` parents if they
+    /// are now empty.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        self.remove_now()
+    }
+
+    fn remove_now(&mut self) -> Result<(), CgroupError> {
+        if self.removed {
+            return Ok(());
+        }
+        self.removed = true;
+        self.kill_all();
+        let mut first_error = None;
+        for dir in self.dirs.iter().rev() {
+            if let Err(e) = remove_dir_waiting(&dir.path) {
+                first_error.get_or_insert(e);
+                continue;
+            }
+            remove_empty_parents(&dir.path, &dir.top);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = self.remove_now();
+    }
+}
+
+/// Creates `top/relative` level by level, outermost first, and runs `prepare` on each level once
+/// it exists (v1 cpuset copies its parent's CPUs into it; v2 makes the parent pass controllers
+/// down). The last level must not exist yet. Retries when another runtime removes a shared,
+/// empty parent (`boxlab/`) between our steps; on error removes what it created.
+fn make_dirs(
+    top: &Path,
+    relative: &Path,
+    mut prepare: impl FnMut(&Path) -> Result<Vec<Written>, CgroupError>,
+) -> Result<(PathBuf, Vec<Written>), CgroupError> {
+    let leaf = top.join(relative);
+    let mut levels: Vec<PathBuf> = relative
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| top.join(p))
+        .collect();
+    levels.reverse();
+    'attempt: for _ in 0..10 {
+        let mut written = Vec::new();
+        for level in &levels {
+            match fs::create_dir(level) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && *level != leaf => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(CgroupError::Exists { dir: leaf })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'attempt,
+                Err(e) => {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    let hint = if matches!(errno, Errno::EACCES | Errno::EPERM) {
+                        ": run as root"
+                    } else {
+                        ""
+                    };
+                    remove_empty_parents(level, top);
+                    return Err(CgroupError::Create {
+                        dir: level.clone(),
+                        errno,
+                        hint,
+                    });
+                }
+            }
+            match prepare(level) {
+                Ok(more) => written.extend(more),
+                Err(e) => {
+                    let _ = fs::remove_dir(&leaf);
+                    remove_empty_parents(&leaf, top);
+                    return Err(e);
+                }
+            }
+        }
+        return Ok((leaf, written));
+    }
+    Err(CgroupError::Create {
+        dir: leaf,
+        errno: Errno::ENOENT,
+        hint: ": a parent kept disappearing",
+    })
+}
+
+/// `rmdir`, retrying while the kernel still counts exiting processes (EBUSY).
+fn remove_dir_waiting(dir: &Path) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                sleep(Duration::from_millis(5))
+            }
+            Err(e) => {
+                return Err(CgroupError::Remove {
+                    dir: dir.to_path_buf(),
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Removes the now-empty parents of `dir` up to (not including) `top`; stops at the first one
+/// that still has children (another container's).
+fn remove_empty_parents(dir: &Path, top: &Path) {
+    for parent in dir
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p.starts_with(top) && *p != top)
+    {
+        if fs::remove_dir(parent).is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Errors of chapter 3, each saying what failed, on which file or value, and what to do.
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+/// An error from chapter 3's library.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup filesystem at {root}: {reason}")]
+    NoCgroupFs { root: PathBuf, reason: String },
+
+    #[error("the {controller} controller is not available at {where_}: {hint}")]
+    ControllerMissing {
+        controller: &'static str,
+        where_: PathBuf,
+        hint: String,
+    },
+
+    #[error("cgroup path '{path}' is not allowed: {reason}")]
+    BadPath { path: String, reason: &'static str },
+
+    #[error("invalid {what} '{value}': {reason}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("the kernel refused {file} = '{value}': {errno} ({hint})")]
+    WriteRefused {
+        file: PathBuf,
+        value: String,
+        errno: Errno,
+        hint: &'static str,
+    },
+
+    #[error("reading {file}: {reason}")]
+    Read { file: PathBuf, reason: String },
+
+    #[error("creating {dir}: {errno}{hint}")]
+    Create {
+        dir: PathBuf,
+        errno: Errno,
+        hint: &'static str,
+    },
+
+    #[error(
+        "cgroup {dir} already exists: pick another name, or remove it (rmdir) if it is a leftover"
+    )]
+    Exists { dir: PathBuf },
+
+    #[error("removing {dir}: {reason}")]
+    Remove { dir: PathBuf, reason: String },
+
+    #[error("cgroups without root: {0}")]
+    Rootless(String),
+
+    #[error(transparent)]
+    Isolation(#[from] ch02_namespaces::NamespaceError),
+}
+
+impl CgroupError {
+    pub(crate) fn read(file: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        CgroupError::Read {
+            file: file.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
