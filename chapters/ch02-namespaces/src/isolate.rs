@@ -329,12 +329,14 @@ impl Isolation {
             hook(waiter).map_err(NamespaceError::ChildSetup)?;
         }
         child.send_go()?;
-        // Init's pid (from the waiter) and "running" (from init) race each other: take both.
+        // Init's pid (from the waiter) races with init's "running" — and, for a command that
+        // ends at once, with its exit status too: take them in any order.
         let mut running = false;
         while child.init.is_none() || !running {
             match child.receive()? {
                 Message::InitPid(pid) => child.init = Some(Pid::from_raw(pid)),
                 Message::Running => running = true,
+                Message::Exited(status) if running => child.status = Some(status),
                 other => return Err(unexpected(other, program)),
             }
         }
