@@ -200,6 +200,11 @@ impl Isolation {
         }
     }
 
+    /// The observer, if any: later chapters report their own steps to it.
+    pub fn observer(&self) -> Option<Observer> {
+        self.observer.clone()
+    }
+
     /// The namespaces this isolation creates.
     pub fn namespaces(&self) -> &[Namespace] {
         &self.namespaces

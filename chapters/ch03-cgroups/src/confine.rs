@@ -17,11 +17,21 @@ use crate::{Cgroup, CgroupError, Usage};
 /// `/proc/self/cgroup` is its own cgroup: chapter 2 unshares CGROUP after this hook for that
 /// reason.)
 pub fn confine(isolation: Isolation, cgroup: Arc<Cgroup>) -> Isolation {
+    let observer = isolation.observer();
     isolation.parent_hook(Arc::new(move |pid| {
-        cgroup
+        let written = cgroup
             .add_process(pid)
-            .map(|_| ())
-            .map_err(|e| format!("putting the child into cgroup {}: {e}", cgroup.path()))
+            .map_err(|e| format!("putting the child into cgroup {}: {e}", cgroup.path()))?;
+        if let Some(observer) = &observer {
+            for w in written {
+                observer(&format!(
+                    "runtime: wrote {} = {} (the child joins the cgroup)",
+                    w.file.display(),
+                    w.value
+                ));
+            }
+        }
+        Ok(())
     }))
 }
 // ANCHOR_END: confine
