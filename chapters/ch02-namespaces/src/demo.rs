@@ -124,54 +124,48 @@ fn list_or_none(items: &[String]) -> String {
 
 // ANCHOR: compare
 fn compare(host: &View, inside: &View) {
-    let rows: [(&str, String, String, &str); 8] = [
-        (
+    let row = |fact, get: fn(&View) -> String, why| (fact, get(host), get(inside), why);
+    let rows = [
+        row(
             "pid",
-            host.pid.to_string(),
-            inside.pid.to_string(),
+            |v| v.pid.to_string(),
             "PID: numbering restarts; our init is 1, the command 2",
         ),
-        (
+        row(
             "parent pid",
-            host.ppid.to_string(),
-            inside.ppid.to_string(),
+            |v| v.ppid.to_string(),
             "PID: its parent is init, PID 1",
         ),
-        (
+        row(
             "processes",
-            host.processes.to_string(),
-            inside.processes.to_string(),
+            |v| v.processes.to_string(),
             "PID+MNT: a fresh /proc lists only the namespace",
         ),
-        (
+        row(
             "hostname",
-            host.hostname.clone(),
-            inside.hostname.clone(),
+            |v| v.hostname.clone(),
             "UTS: sethostname changed only the child's",
         ),
-        (
-            "uid",
-            host.uid.to_string(),
-            inside.uid.to_string(),
-            "USER: uid 0 inside ...",
-        ),
-        (
+        row("uid", |v| v.uid.to_string(), "USER: uid 0 inside ..."),
+        row(
             "uid_map",
-            host.uid_map.clone(),
-            inside.uid_map.clone(),
+            |v| v.uid_map.clone(),
             "USER: ... is this range outside (inside outside count)",
         ),
-        (
+        row(
             "interfaces",
-            host.interfaces.join(","),
-            inside.interfaces.join(","),
+            |v| v.interfaces.join(","),
             "NET: a new network namespace has only lo",
         ),
-        (
+        row(
             "msg queues",
-            list_or_none(&host.ipc_queues),
-            list_or_none(&inside.ipc_queues),
+            |v| list_or_none(&v.ipc_queues),
             "IPC: the host's queue is not visible",
+        ),
+        row(
+            "cgroup",
+            |v| v.cgroup.clone(),
+            "CGROUP: its own cgroup is its root",
         ),
     ];
     println!("  {:<11} {:<24} {:<24} why", "", "host", "child");
@@ -182,12 +176,6 @@ fn compare(host: &View, inside: &View) {
             clip(&within)
         );
     }
-    println!(
-        "  {:<11} {:<24} {:<24} CGROUP: its own cgroup is its root",
-        "cgroup",
-        clip(&host.cgroup),
-        clip(&inside.cgroup)
-    );
 }
 // ANCHOR_END: compare
 

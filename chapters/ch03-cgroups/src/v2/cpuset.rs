@@ -1,17 +1,4 @@
-//! cgroup v2 cpuset controller. Unlike v1, an empty `cpuset.cpus` means "inherit": nothing to
-//! copy.
+//! cgroup v2 cpuset controller: `cpuset.cpus` as in v1. Unlike v1, an empty `cpuset.cpus` in a
+//! new cgroup means "inherit the parent's", so there is nothing to copy first.
 
-use std::path::Path;
-
-use crate::files::{write, Written};
-use crate::{CgroupError, Limits};
-
-/// `cpuset.cpus`.
-pub fn apply(dir: &Path, limits: &Limits) -> Result<Vec<Written>, CgroupError> {
-    limits
-        .cpuset_cpus
-        .as_ref()
-        .map(|cpus| write(dir, "cpuset.cpus", cpus))
-        .into_iter()
-        .collect()
-}
+pub use crate::v1::cpuset::apply;
