@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use ch01_process::exec::Program;
 use ch02_namespaces::Isolation;
 use ch03_cgroups::files::Written;
-use ch03_cgroups::k8s::{translate, Resources};
+use ch03_cgroups::k8s::{node_memory, translate, Resources};
 use ch03_cgroups::quantity::human_bytes;
 use ch03_cgroups::{detect, fs_kind, run_confined, Cgroup, CgroupPath, Confined, Layout, Limits};
 use nix::unistd::geteuid;
@@ -171,25 +171,5 @@ fn or_na(value: Option<u64>) -> String {
 
 /// `MemAvailable` from /proc/meminfo, in bytes.
 fn available_memory() -> u64 {
-    meminfo("MemAvailable:")
-}
-
-/// `MemTotal`: the node's capacity, for the Kubernetes OOM score.
-pub fn node_memory() -> u64 {
-    meminfo("MemTotal:")
-}
-
-fn meminfo(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib * 1024)
+    ch03_cgroups::k8s::meminfo("MemAvailable:")
 }

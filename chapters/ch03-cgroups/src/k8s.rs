@@ -183,6 +183,27 @@ impl Translation {
     }
 }
 
+/// `MemTotal`: the node's memory capacity, which the Burstable OOM score is relative to.
+pub fn node_memory() -> u64 {
+    meminfo("MemTotal:")
+}
+
+/// A `/proc/meminfo` field in bytes (0 if missing).
+pub fn meminfo(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! so the isolated child starts inside it. [`k8s`] translates a pod's requests and limits into
 //! the same files.
 
+pub mod args;
 mod cgroup;
 mod confine;
 mod error;
@@ -15,6 +16,7 @@ pub mod limits;
 mod path;
 pub mod quantity;
 pub mod rootless;
+pub mod run;
 mod usage;
 pub mod v1;
 pub mod v2;
