@@ -1,0 +1,32 @@
+//! The device nodes of a container's `/dev`.
+
+use std::fs::File;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+
+// ANCHOR: devices
+/// The devices every container gets (the same list as runc's and the OCI spec's defaults).
+pub const DEFAULT_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Puts each default device into `dev` by bind-mounting the host's node onto an empty file.
+///
+/// Why not `mknod`? Inside a user namespace the kernel refuses `mknod` even to "root"; a bind
+/// mount of the host's node works in both cases, and grants nothing more than the node itself.
+pub fn populate_dev(dev: &Path) -> Result<(), String> {
+    for name in DEFAULT_DEVICES {
+        let node = dev.join(name);
+        File::create(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
+        let host = Path::new("/dev").join(name);
+        mount(
+            Some(&host),
+            &node,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind {} on {}: {e}", host.display(), node.display()))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: devices

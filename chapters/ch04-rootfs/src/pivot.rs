@@ -1,0 +1,143 @@
+//! Switching the container's root: bind the prepared directory onto itself, give it the mounts
+//! a container needs, and `pivot_root` into it, leaving no way back to the host's files.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chdir, pivot_root};
+
+use crate::dev::populate_dev;
+
+/// A root filesystem to switch into.
+#[derive(Debug, Clone)]
+pub struct RootfsSpec {
+    /// The directory that becomes `/`.
+    pub path: PathBuf,
+    /// Remount `/` read-only once everything is mounted (`docker run --read-only`).
+    pub readonly: bool,
+}
+
+// ANCHOR: pivot
+/// Runs inside the container's init, in its own mount namespace, after mounts were made private
+/// (chapter 2) and before `/proc` is mounted. On return, `/` is `spec.path`.
+pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
+    let root = &spec.path;
+    // pivot_root needs the new root to be a mount point: bind it onto itself.
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount --rbind {0} {0}: {e}", root.display()))?;
+
+    for dir in ["proc", "dev", "sys"] {
+        ensure_dir(&root.join(dir))?;
+    }
+    mount_dev(&root.join("dev"))?;
+    mount_sys(&root.join("sys"))?;
+
+    // The runc trick: with both arguments ".", the old root ends up stacked *under* the new one
+    // at "/", and a lazy unmount of "." removes it. No directory for the old root is needed, so
+    // none is left behind in the image.
+    chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    pivot_root(".", ".").map_err(|e| format!("pivot_root({}): {e}", root.display()))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("unmounting the old root: {e}"))?;
+    chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+
+    if spec.readonly {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("remount / read-only: {e}"))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: pivot
+
+// ANCHOR: dev
+/// A fresh `/dev`: a small tmpfs with the handful of devices every program expects, its own
+/// pseudo-terminal instance, and shared memory. Never the host's `/dev`, which would hand the
+/// container every disk.
+fn mount_dev(dev: &Path) -> Result<(), String> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| format!("mount tmpfs on {}: {e}", dev.display()))?;
+    populate_dev(dev)?;
+
+    let pts = dev.join("pts");
+    ensure_dir(&pts)?;
+    let pts_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        pts_flags,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| format!("mount devpts on {}: {e}", pts.display()))?;
+    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| format!("symlink /dev/ptmx: {e}"))?;
+
+    let shm = dev.join("shm");
+    ensure_dir(&shm)?;
+    let shm_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        shm_flags,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| format!("mount tmpfs on {}: {e}", shm.display()))?;
+
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: dev
+
+/// `/sys`, read-only. A fresh sysfs shows the container's own network namespace; where the
+/// kernel refuses one (a user namespace without its own network namespace), the host's is bound
+/// read-only instead.
+fn mount_sys(sys: &Path) -> Result<(), String> {
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if mount(Some("sysfs"), sys, Some("sysfs"), flags, None::<&str>).is_ok() {
+        return Ok(());
+    }
+    mount(
+        Some("/sys"),
+        sys,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind /sys on {}: {e}", sys.display()))?;
+    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    mount(None::<&str>, sys, None::<&str>, remount, None::<&str>)
+        .map_err(|e| format!("remount {} read-only: {e}", sys.display()))
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "{} exists but is not a directory; a mount point must be one",
+            dir.display()
+        )),
+        Err(_) => fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display())),
+    }
+}

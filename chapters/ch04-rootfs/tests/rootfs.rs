@@ -1,0 +1,189 @@
+//! pivot_root, observed from inside: the host's files are gone, /proc shows only the container,
+//! /dev holds only the default devices, /sys is read-only; and nothing stays mounted on the host.
+
+use std::process::{Command, Output};
+
+use labkit::{busybox_rootfs, require_root, ScratchDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ch04-rootfs");
+
+fn run_in(rootfs: &std::path::Path, extra: &[&str], script: &str) -> Output {
+    let mut args = vec!["--rootfs".to_string(), rootfs.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(["--".into(), "sh".into(), "-c".into(), script.into()]);
+    Command::new(BIN).args(&args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_host_is_invisible_from_the_new_root() {
+    if !require_root("the_host_is_invisible_from_the_new_root") {
+        return;
+    }
+    let scratch = ScratchDir::new("rootfs-view").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    std::fs::write(scratch.join("host-secret"), "host").unwrap();
+    let script = format!(
+        "ls /; echo ---; test -e {} && echo SEES-HOST; test -e /etc/os-release && echo SEES-OS; ls /proc | grep -c '^[0-9]'; echo ---; ls /dev",
+        scratch.join("host-secret").display()
+    );
+    let out = run_in(&root, &[], &script);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let parts: Vec<&str> = stdout.split("---\n").collect();
+    let top: Vec<&str> = parts[0].lines().collect();
+    assert!(
+        top.contains(&"bin") && top.contains(&"proc") && !top.contains(&"boot"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("SEES-HOST") && !stdout.contains("SEES-OS"),
+        "{stdout}"
+    );
+    let processes: usize = parts[1].lines().next().unwrap().trim().parse().unwrap();
+    assert!(
+        processes <= 4,
+        "only the container's processes: {processes}"
+    );
+    let dev: Vec<&str> = parts[2].lines().collect();
+    for device in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx",
+    ] {
+        assert!(dev.contains(&device), "/dev/{device} missing: {dev:?}");
+    }
+    assert!(
+        !dev.iter()
+            .any(|d| d.starts_with("sd") || d.starts_with("vd") || *d == "mem"),
+        "no host disks: {dev:?}"
+    );
+}
+
+#[test]
+fn devices_work_and_sys_is_read_only() {
+    if !require_root("devices_work_and_sys_is_read_only") {
+        return;
+    }
+    let scratch = ScratchDir::new("rootfs-dev").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    let out = run_in(
+        &root,
+        &[],
+        "echo x > /dev/null && echo null-ok; head -c 4 /dev/zero | od -An -tx1; touch /sys/boxlab 2>/dev/null || echo sys-ro",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("null-ok") && stdout.contains("00 00 00 00") && stdout.contains("sys-ro"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn read_only_root_refuses_writes() {
+    if !require_root("read_only_root_refuses_writes") {
+        return;
+    }
+    let scratch = ScratchDir::new("rootfs-ro").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    let out = run_in(&root, &["--read-only"], "touch /boxlab-file 2>/dev/null && echo WROTE || echo refused; echo ok > /dev/shm/x && echo shm-ok");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("refused") && stdout.contains("shm-ok"),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(!root.join("boxlab-file").exists());
+}
+
+#[test]
+fn nothing_of_the_container_is_mounted_on_the_host() {
+    if !require_root("nothing_of_the_container_is_mounted_on_the_host") {
+        return;
+    }
+    let scratch = ScratchDir::new("rootfs-mounts").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    let out = run_in(&root, &[], "true");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(&root.display().to_string()),
+        "a mount leaked:\n{mounts}"
+    );
+}
+
+#[test]
+fn a_missing_rootfs_or_command_is_one_clear_error() {
+    if !require_root("a_missing_rootfs_or_command_is_one_clear_error") {
+        return;
+    }
+    let out = Command::new(BIN)
+        .args(["--rootfs", "/nonexistent/boxlab-root", "--", "sh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("root filesystem /nonexistent/boxlab-root is not a usable directory"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let scratch = ScratchDir::new("rootfs-empty").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--rootfs", &root.display().to_string(), "--", "python3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot execute 'python3'"),
+        "the image has no python3: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let file = scratch.join("file");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(BIN)
+        .args(["--rootfs", &file.display().to_string(), "--", "sh"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("it is a file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_rootfs_needs_the_mount_namespace() {
+    let out = Command::new(BIN)
+        .args(["--ns", "pid", "--rootfs", "/", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("needs the mnt namespace"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_demo_runs_a_shell_in_its_own_root() {
+    if !require_root("the_demo_runs_a_shell_in_its_own_root") {
+        return;
+    }
+    let out = Command::new(BIN).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("inside: I am boxlab-ch04, PID 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no trace of the host"), "{stdout}");
+    assert!(stdout.contains("Read-only file system"), "{stdout}");
+}
