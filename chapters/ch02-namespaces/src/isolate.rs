@@ -166,6 +166,9 @@ impl Isolation {
     }
 
     /// Gives the command this stdout instead of ours.
+    ///
+    /// The isolation keeps its own copy of `fd`: to read a pipe to its end, drop the isolation
+    /// (or spawn from a temporary) once the child is started.
     pub fn stdout(mut self, fd: OwnedFd) -> Self {
         self.stdout = Some(Arc::new(fd));
         self

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ch02_namespaces::{Isolation, Namespace};
 
+use crate::overlay::{container_layer, mount_overlay, overlay_available};
 use crate::pivot::{enter_rootfs, RootfsSpec};
 use crate::RootfsError;
 
@@ -41,3 +42,39 @@ pub fn with_rootfs(
     Ok(isolation.child_hook(Arc::new(move || enter_rootfs(&spec))))
 }
 // ANCHOR_END: with_rootfs
+
+// ANCHOR: with_layers
+/// Like [`with_rootfs`], but the root is an overlay of image layers (lowest first) with a
+/// writable layer of its own under `container_dir`. The overlay is mounted inside the
+/// container's mount namespace, so it disappears with the container; `container_dir/upper` keeps
+/// what the container wrote until the caller removes it.
+pub fn with_layers(
+    isolation: Isolation,
+    layers: Vec<std::path::PathBuf>,
+    container_dir: &Path,
+    readonly: bool,
+) -> Result<Isolation, RootfsError> {
+    if !overlay_available() {
+        return Err(RootfsError::NoOverlay);
+    }
+    if !isolation.namespaces().contains(&Namespace::Mount) {
+        return Err(RootfsError::NeedsMountNamespace);
+    }
+    let rootless =
+        isolation.namespaces().contains(&Namespace::User) && !nix::unistd::geteuid().is_root();
+    let spec = container_layer(container_dir, layers, rootless).map_err(|e| {
+        RootfsError::NotADirectory {
+            path: container_dir.into(),
+            reason: e.to_string(),
+        }
+    })?;
+    let rootfs = RootfsSpec {
+        path: spec.merged.clone(),
+        readonly,
+    };
+    Ok(isolation.child_hook(Arc::new(move || {
+        mount_overlay(&spec)?;
+        enter_rootfs(&rootfs)
+    })))
+}
+// ANCHOR_END: with_layers

@@ -118,6 +118,18 @@ pub enum UnpackError {
     #[error("preserve_ownership needs root (CAP_CHOWN); run as root or unpack without it")]
     NeedsRoot,
 
+    /// An overlayfs whiteout marker (device 0:0 or opaque xattr) could not be made.
+    #[error("entry {entry:?}: could not write the overlayfs whiteout marker at {path}: {source}; a character device 0:0 and the trusted.overlay.opaque xattr need root (and a filesystem with xattrs): run as root, or unpack with WhiteoutMode::Apply into one merged directory")]
+    OverlayMarker {
+        /// The whiteout entry's name.
+        entry: PathBuf,
+        /// The host path of the marker.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+
     /// A filesystem operation for an entry failed.
     #[error("entry {entry:?}: could not {action} {path}: {source}")]
     Io {

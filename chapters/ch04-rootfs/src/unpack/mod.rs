@@ -29,6 +29,11 @@
 //!   [`UnpackOptions::preserve_ownership`] (root). Directory modes and mtimes are applied last,
 //!   after their contents are written.
 //! - **Whiteouts** follow the OCI spec (see [`whiteout`]); markers never appear in the output.
+//!   That is [`WhiteoutMode::Apply`], for unpacking layers on top of each other into one tree.
+//!   A layer unpacked into a directory of its own, to be an overlayfs lower layer, must instead
+//!   *keep* its deletions in overlayfs's form ([`WhiteoutMode::OverlayMarkers`], root only):
+//!   `.wh.name` becomes a character device 0:0 named `name`, `.wh..wh..opq` becomes the xattr
+//!   `trusted.overlay.opaque=y` on its directory. See [`unpack_layer_with_whiteouts`].
 //! - **Errors** stop the unpack and leave a partly written target: unpack into a fresh
 //!   directory and delete it on error. Only [`unpack_layer`] with an `expected_digest` checks
 //!   the digest *before* touching the target.
@@ -52,12 +57,16 @@ use tar::EntryType;
 pub use error::UnpackError;
 pub use stream::Compression;
 
+use crate::digest::{parse_digest, sha256_of, HashingReader};
 use resolve::{
     clean_entry_name, ensure_dirs, is_real_dir_chain, resolve_dir_in_root, ResolveError,
 };
-use stream::{parse_digest, sha256_of, Decoder, HashingReader};
+use stream::Decoder;
 use whiteout::{is_whiteout_name, make_opaque, parse_whiteout, remove_lower, LayerPaths, Whiteout};
 use write::Meta;
+
+/// The xattr overlayfs reads to treat a directory of an upper or lower layer as opaque.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What the unpacker may do beyond writing plain files.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +77,19 @@ pub struct UnpackOptions {
     pub preserve_ownership: bool,
     /// `sha256:<hex>` of the blob exactly as given (compressed); a mismatch is an error.
     pub expected_digest: Option<String>,
+}
+
+/// What a whiteout entry turns into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhiteoutMode {
+    /// Delete what lower layers put there: the target holds the layers below, merged.
+    #[default]
+    Apply,
+    /// Keep the deletion as overlayfs markers, for a layer unpacked into its own directory:
+    /// a character device 0:0 for `.wh.name`, `trusted.overlay.opaque=y` for `.wh..wh..opq`.
+    /// Needs root (mknod of a whiteout before Linux 5.8, trusted.* xattrs always).
+    OverlayMarkers,
 }
 
 /// What an unpack did.
@@ -135,6 +157,18 @@ pub fn unpack_layer_from(
     target: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackReport, UnpackError> {
+    unpack_layer_with_whiteouts(reader, target, options, WhiteoutMode::Apply)
+}
+
+/// [`unpack_layer_from`] with a choice of what whiteouts become: [`WhiteoutMode::Apply`] deletes
+/// from the lower layers already in `target`; [`WhiteoutMode::OverlayMarkers`] writes overlayfs
+/// whiteouts instead, for a layer that gets a directory of its own (the layer store's).
+pub fn unpack_layer_with_whiteouts(
+    reader: impl Read,
+    target: &Path,
+    options: &UnpackOptions,
+    whiteouts: WhiteoutMode,
+) -> Result<UnpackReport, UnpackError> {
     let expected = options
         .expected_digest
         .as_deref()
@@ -151,7 +185,7 @@ pub fn unpack_layer_from(
     let (compression, decoder) =
         Decoder::detect(blob).map_err(stream_error("reading the first bytes"))?;
     let mut archive = tar::Archive::new(HashingReader::new(decoder));
-    let mut unpacker = Unpacker::new(root.clone(), options, is_root);
+    let mut unpacker = Unpacker::new(root.clone(), options, is_root, whiteouts);
     for entry in archive
         .entries()
         .map_err(stream_error("reading the first tar header"))?
@@ -224,6 +258,7 @@ struct Unpacker<'a> {
     root: PathBuf,
     options: &'a UnpackOptions,
     is_root: bool,
+    whiteouts: WhiteoutMode,
     /// What this layer wrote, so its own whiteouts leave it alone.
     layer: LayerPaths,
     /// Directory mode and mtime (and the entry that set them), applied once everything inside
@@ -233,11 +268,17 @@ struct Unpacker<'a> {
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(root: PathBuf, options: &'a UnpackOptions, is_root: bool) -> Self {
+    fn new(
+        root: PathBuf,
+        options: &'a UnpackOptions,
+        is_root: bool,
+        whiteouts: WhiteoutMode,
+    ) -> Self {
         Self {
             root,
             options,
             is_root,
+            whiteouts,
             layer: LayerPaths::default(),
             dirs: BTreeMap::new(),
             report: UnpackReport {
@@ -410,6 +451,10 @@ impl<'a> Unpacker<'a> {
                 let reason = "AUFS metadata, not part of the image".to_string();
                 self.report.skipped.push((name.to_path_buf(), reason));
             }
+            Whiteout::Remove(victim) if self.whiteouts == WhiteoutMode::OverlayMarkers => {
+                self.report.whiteouts += 1;
+                self.overlay_whiteout(name, &dir, victim)?;
+            }
             Whiteout::Remove(victim) => {
                 self.report.whiteouts += 1;
                 // No directory, nothing to delete: a whiteout of a missing path is a no-op.
@@ -433,16 +478,59 @@ impl<'a> Unpacker<'a> {
                         source,
                     }
                 })?;
-                make_opaque(&self.root, &dir, &self.layer).map_err(self.io_error(
-                    name,
-                    "empty opaque directory",
-                    &dir,
-                ))?;
+                if self.whiteouts == WhiteoutMode::OverlayMarkers {
+                    write::set_xattr(&self.root.join(&dir), OVERLAY_OPAQUE_XATTR, b"y")
+                        .map_err(self.marker_error(name, &dir))?;
+                } else {
+                    make_opaque(&self.root, &dir, &self.layer).map_err(self.io_error(
+                        name,
+                        "empty opaque directory",
+                        &dir,
+                    ))?;
+                }
             }
         }
         Ok(())
     }
     // ANCHOR_END: whiteout
+
+    // ANCHOR: overlay_whiteout
+    /// `.wh.<victim>` in overlay-marker mode: a character device 0:0 named `victim`, which
+    /// overlayfs reads as "deleted". What this layer itself wrote at that path wins, as in
+    /// [`WhiteoutMode::Apply`]; an entry later in the tar replaces the marker.
+    fn overlay_whiteout(
+        &mut self,
+        name: &Path,
+        dir: &Path,
+        victim: &std::ffi::OsStr,
+    ) -> Result<(), UnpackError> {
+        ensure_dirs(&self.root, dir, &mut self.layer).map_err(|(path, source)| {
+            UnpackError::Io {
+                entry: name.to_path_buf(),
+                action: "make whiteout's directory",
+                path,
+                source,
+            }
+        })?;
+        let dest = dir.join(victim);
+        if self.layer.contains(&dest) {
+            return Ok(());
+        }
+        self.clear(name, &dest, false)?;
+        write::create_node(&self.root.join(&dest), SFlag::S_IFCHR, 0, 0)
+            .map_err(self.marker_error(name, &dest))
+    }
+
+    fn marker_error(&self, name: &Path, rel: &Path) -> impl Fn(io::Error) -> UnpackError {
+        let entry = name.to_path_buf();
+        let path = self.root.join(rel);
+        move |source| UnpackError::OverlayMarker {
+            entry: entry.clone(),
+            path: path.clone(),
+            source,
+        }
+    }
+    // ANCHOR_END: overlay_whiteout
 
     /// Makes room at `dest` for a new entry: whatever is there goes, except that a directory
     /// stays when the new entry is a directory too. Returns true when a directory was kept.

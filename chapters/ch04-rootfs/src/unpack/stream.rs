@@ -3,12 +3,11 @@
 //! An OCI layer has two names. The *digest* is the sha256 of the blob as stored and shipped
 //! (compressed); manifests use it. The *diff_id* is the sha256 of the uncompressed tar; image
 //! configs list those (`rootfs.diff_ids`). We compute both in one pass by hashing at both ends of
-//! the decompressor.
+//! the decompressor ([`crate::digest::HashingReader`]).
 
 use std::io::{self, BufReader, Chain, Cursor, Read};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// How a layer blob is compressed, told by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -35,41 +34,6 @@ impl Compression {
         } else {
             Compression::None
         }
-    }
-}
-
-/// A reader that hashes (sha256) and counts every byte that passes through it.
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Reads to the end (so the digest covers the whole stream, padding included) and returns
-    /// the inner reader, `sha256:<hex>` and the byte count.
-    pub fn finish(mut self) -> io::Result<(R, String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        Ok((self.inner, digest, self.bytes))
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
     }
 }
 
@@ -124,19 +88,6 @@ impl<R: Read> Read for Decoder<R> {
     }
 }
 
-/// Checks that `digest` is `sha256:` and 64 lowercase hex digits; returns it unchanged.
-pub fn parse_digest(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .then_some(digest)
-}
-
-/// `sha256:<hex>` of everything `reader` yields.
-pub fn sha256_of(reader: impl Read) -> io::Result<String> {
-    let (_, digest, _) = HashingReader::new(reader).finish()?;
-    Ok(digest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,22 +101,5 @@ mod tests {
         );
         assert_eq!(Compression::detect(b"etc/"), Compression::None);
         assert_eq!(Compression::detect(b""), Compression::None);
-    }
-
-    #[test]
-    fn digests_are_checked_for_shape() {
-        let good = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(parse_digest(&good), Some(good.as_str()));
-        assert_eq!(parse_digest("sha256:abc"), None);
-        assert_eq!(parse_digest(&format!("sha512:{}", "ab".repeat(32))), None);
-        assert_eq!(parse_digest(&format!("sha256:{}", "AB".repeat(32))), None);
-    }
-
-    #[test]
-    fn empty_input_hashes_to_the_empty_digest() {
-        assert_eq!(
-            sha256_of(io::empty()).unwrap(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 }

@@ -65,6 +65,29 @@ pub fn create_node(host: &Path, kind: SFlag, major: u64, minor: u64) -> io::Resu
     Ok(())
 }
 
+/// Sets the extended attribute `name` on `host` itself (never following a symlink).
+pub fn set_xattr(host: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(host.as_os_str().as_bytes())?;
+    let name = std::ffi::CString::new(name)?;
+    // SAFETY: `path` and `name` are NUL-terminated strings that live until the call returns, and
+    // `value` points to `value.len()` readable bytes; lsetxattr only reads them.
+    let rc = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Chowns without following a symlink (only with `preserve_ownership`).
 pub fn set_owner(host: &Path, meta: &Meta) -> io::Result<()> {
     let uid = u32::try_from(meta.uid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
