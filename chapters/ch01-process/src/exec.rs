@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::unistd::{execvp, pipe2, read, write};
+use nix::unistd::{execve, execvp, pipe2, read, write};
 
 /// Why a command could not be prepared or started.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,14 @@ fn describe_exec_errno(program: &str, errno: Errno) -> String {
 #[derive(Debug, Clone)]
 pub struct Program {
     argv: Vec<CString>,
+    /// The whole environment for the program, `KEY=value`; `None` inherits ours.
+    env: Option<Vec<CString>>,
+    /// The directory to start in; `None` keeps the current one.
+    cwd: Option<CString>,
 }
+
+/// The search path used when an explicit environment has no `PATH` (what docker uses).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Program {
     /// Prepares `args[0]` with arguments `args[1..]`. The program is looked up in `PATH` when it
@@ -66,7 +73,38 @@ impl Program {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { argv })
+        Ok(Self {
+            argv,
+            env: None,
+            cwd: None,
+        })
+    }
+
+    /// Gives the program exactly this environment (`KEY=value` pairs) instead of ours; the
+    /// program is then looked up in its `PATH`.
+    pub fn with_env<S: AsRef<OsStr>>(mut self, env: &[S]) -> Result<Self, ExecError> {
+        let env = env
+            .iter()
+            .enumerate()
+            .map(|(index, kv)| {
+                CString::new(kv.as_ref().as_bytes()).map_err(|_| ExecError::NulByte {
+                    program: self.name(),
+                    index,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.env = Some(env);
+        Ok(self)
+    }
+
+    /// Starts the program in `dir` (a path as the program will see it).
+    pub fn with_cwd(mut self, dir: impl AsRef<OsStr>) -> Result<Self, ExecError> {
+        let cwd = CString::new(dir.as_ref().as_bytes()).map_err(|_| ExecError::NulByte {
+            program: self.name(),
+            index: 0,
+        })?;
+        self.cwd = Some(cwd);
+        Ok(self)
     }
 
     /// The program's name as given (`argv[0]`), for messages.
@@ -87,15 +125,53 @@ impl Program {
     /// Replaces the calling process with the program. Returns only if `execvp` failed; the
     /// failure is written to `report` (when given) for the parent to read.
     pub fn exec(&self, report: Option<&ExecReportWriter>) -> Errno {
-        let errno = match execvp(&self.argv[0], &self.argv) {
-            Ok(never) => match never {},
-            Err(errno) => errno,
-        };
+        let errno = self.exec_inner();
         if let Some(writer) = report {
             // Four bytes, well under PIPE_BUF: the write is atomic.
             let _ = write(writer.0.as_fd(), &(errno as i32).to_ne_bytes());
         }
         errno
+    }
+
+    fn exec_inner(&self) -> Errno {
+        if let Some(dir) = &self.cwd {
+            if let Err(errno) = nix::unistd::chdir(dir.as_c_str()) {
+                return errno;
+            }
+        }
+        let Some(env) = &self.env else {
+            return match execvp(&self.argv[0], &self.argv) {
+                Ok(never) => match never {},
+                Err(errno) => errno,
+            };
+        };
+        // With an environment of its own, the program is looked up in *that* PATH (execvpe would
+        // use ours, the runtime's).
+        let path = env
+            .iter()
+            .find_map(|kv| kv.to_bytes().strip_prefix(b"PATH="))
+            .map(|p| OsStr::from_bytes(p).to_os_string())
+            .unwrap_or_else(|| DEFAULT_PATH.into());
+        let name = self.argv[0].as_bytes();
+        let candidates: Vec<CString> = if name.contains(&b'/') {
+            vec![self.argv[0].clone()]
+        } else {
+            std::env::split_paths(&path)
+                .filter_map(|dir| {
+                    CString::new(dir.join(OsStr::from_bytes(name)).as_os_str().as_bytes()).ok()
+                })
+                .collect()
+        };
+        let mut last = Errno::ENOENT;
+        for candidate in &candidates {
+            match execve(candidate, &self.argv, env) {
+                Ok(never) => match never {},
+                // Keep looking on "not here"; remember a more telling error (EACCES) if one comes.
+                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => {}
+                Err(errno) => last = errno,
+            }
+        }
+        last
     }
     // ANCHOR_END: exec
 }

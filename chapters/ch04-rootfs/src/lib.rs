@@ -11,6 +11,7 @@ pub mod dev;
 pub mod digest;
 mod error;
 pub mod image;
+pub mod image_run;
 pub mod overlay;
 pub mod pivot;
 pub mod store;

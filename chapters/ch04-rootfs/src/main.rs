@@ -11,6 +11,9 @@ use ch01_process::exec::Program;
 use ch02_namespaces::args::IsolationArgs;
 use ch03_cgroups::args::LimitArgs;
 use ch03_cgroups::run::run_limited;
+use ch04_rootfs::image::{import_archive, OciLayout};
+use ch04_rootfs::image_run::prepare_image_container;
+use ch04_rootfs::store::LayerStore;
 use ch04_rootfs::with_rootfs;
 use clap::{Parser, Subcommand};
 
@@ -44,6 +47,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Verb {
+    /// Import a `docker save` / `podman save` archive (or an OCI archive) into the image store.
+    Import {
+        /// The archive (a tar file).
+        archive: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List the images in the store.
+    Images {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Run a container from an image: its layers stacked with overlayfs, its command and env.
+    Run(Box<RunArgs>),
     /// Apply one image layer (tar, tar.gz or tar.zst), whiteouts included, onto a directory.
     Unpack {
         /// The layer file.
@@ -59,11 +76,49 @@ enum Verb {
     },
 }
 
+/// `run`'s arguments.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The image, by name (busybox:latest) or digest (sha256:…).
+    image: String,
+    /// Make `/` read-only inside.
+    #[arg(long)]
+    read_only: bool,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    isolation: IsolationArgs,
+    /// The command (default: the image's Entrypoint and Cmd), after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct DataArgs {
+    /// boxlab's data directory: images in DIR/oci, unpacked layers in DIR/layers
+    /// (default: /var/lib/boxlab as root, ~/.local/share/boxlab otherwise).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn root(&self) -> PathBuf {
+        self.data
+            .clone()
+            .unwrap_or_else(ch04_rootfs::store::default_root)
+    }
+}
+
 const EXAMPLES: &str = "Examples:
   sudo ch04-rootfs                                              # the demo
   sudo ch04-rootfs --rootfs ./rootfs -- sh -c 'ls /; ps'        # a shell in its own root
   sudo ch04-rootfs --rootfs ./rootfs --read-only --memory 64m -- sh
-  ch04-rootfs unpack layer.tar.gz ./rootfs                      # apply a layer, whiteouts and all";
+  ch04-rootfs unpack layer.tar.gz ./rootfs                      # apply a layer, whiteouts and all
+  ch04-rootfs import busybox.tar                                # a `docker save` archive
+  ch04-rootfs images
+  sudo ch04-rootfs run busybox:latest -- sh                     # overlay of its layers";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -113,5 +168,98 @@ fn run_verb(verb: &Verb) -> Result<i32> {
             digest,
             devices,
         } => demo::unpack_verb(layer, dir, digest.clone(), *devices),
+        Verb::Import { archive, data } => {
+            let layout = OciLayout::create(data.root().join("oci"))?;
+            let imported = import_archive(archive, &layout)
+                .with_context(|| format!("importing {}", archive.display()))?;
+            for image in imported {
+                let name = image.ref_name.unwrap_or_else(|| "(no name)".into());
+                println!("imported {name}  {}", image.manifest.digest());
+            }
+            Ok(0)
+        }
+        Verb::Images { data } => {
+            let layout = open_layout(&data.root())?;
+            println!(
+                "{:<32} {:<20} {:>7} {:>10}  created",
+                "NAME", "DIGEST", "LAYERS", "SIZE"
+            );
+            for image in layout.images()? {
+                let name = image.ref_name.clone().unwrap_or_else(|| "<none>".into());
+                let short = image
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                match &image.problem {
+                    Some(problem) => println!("{name:<32} {short:<20} {problem}"),
+                    None => println!(
+                        "{name:<32} {short:<20} {:>7} {:>10}  {}",
+                        image.layers,
+                        ch03_cgroups::quantity::human_bytes(image.size),
+                        image.created.clone().unwrap_or_default()
+                    ),
+                }
+            }
+            Ok(0)
+        }
+        Verb::Run(run) => {
+            let RunArgs {
+                image,
+                read_only,
+                data,
+                limits,
+                isolation,
+                command,
+            } = run.as_ref();
+            let root = data.root();
+            let layout = open_layout(&root)?;
+            let store = LayerStore::open(root.join("layers"))?;
+            let resolved = limits.resolve()?;
+            let on_layer = |diff_id: &str, cached: bool| {
+                let short: String = diff_id
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                eprintln!(
+                    "ch04: layer {short} {}",
+                    if cached {
+                        "already unpacked"
+                    } else {
+                        "unpacked into the store"
+                    }
+                );
+            };
+            let (isolation, program, dir) = prepare_image_container(
+                &layout,
+                &store,
+                image,
+                command,
+                isolation.to_isolation("ch04")?,
+                *read_only,
+                on_layer,
+            )?;
+            let exit = run_limited(
+                isolation,
+                &resolved,
+                limits.cgroup.as_deref(),
+                &program,
+                "ch04",
+            )
+            .with_context(|| format!("running '{}' from {image}", program.display()))?;
+            drop(dir);
+            Ok(exit.shell_code())
+        }
     }
+}
+
+fn open_layout(root: &std::path::Path) -> Result<OciLayout> {
+    OciLayout::open(root.join("oci")).with_context(|| {
+        format!(
+            "no image store at {}: import or pull an image first",
+            root.join("oci").display()
+        )
+    })
 }
