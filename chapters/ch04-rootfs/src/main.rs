@@ -13,6 +13,7 @@ use ch03_cgroups::args::LimitArgs;
 use ch03_cgroups::run::run_limited;
 use ch04_rootfs::image::{import_archive, OciLayout};
 use ch04_rootfs::image_run::prepare_image_container;
+use ch04_rootfs::registry::{pull, push, PullOptions, PushOptions};
 use ch04_rootfs::store::LayerStore;
 use ch04_rootfs::with_rootfs;
 use clap::{Parser, Subcommand};
@@ -51,6 +52,28 @@ enum Verb {
     Import {
         /// The archive (a tar file).
         archive: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Pull an image from a registry (Docker Hub by default) into the image store.
+    Pull {
+        /// The image: [REGISTRY/]REPOSITORY[:TAG][@DIGEST], e.g. busybox:1.36 or 127.0.0.1:5000/demo:1.
+        reference: String,
+        /// Speak plain HTTP to this registry (always so for localhost and 127.0.0.1).
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Push an image from the store to a registry.
+    Push {
+        /// The image in the store (name or digest).
+        image: String,
+        /// Where to: REGISTRY/REPOSITORY[:TAG].
+        destination: String,
+        /// Speak plain HTTP to this registry (always so for localhost and 127.0.0.1).
+        #[arg(long)]
+        insecure: bool,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -116,6 +139,7 @@ const EXAMPLES: &str = "Examples:
   sudo ch04-rootfs --rootfs ./rootfs -- sh -c 'ls /; ps'        # a shell in its own root
   sudo ch04-rootfs --rootfs ./rootfs --read-only --memory 64m -- sh
   ch04-rootfs unpack layer.tar.gz ./rootfs                      # apply a layer, whiteouts and all
+  ch04-rootfs pull busybox:1.36                                 # from Docker Hub (needs internet)
   ch04-rootfs import busybox.tar                                # a `docker save` archive
   ch04-rootfs images
   sudo ch04-rootfs run busybox:latest -- sh                     # overlay of its layers";
@@ -176,6 +200,50 @@ fn run_verb(verb: &Verb) -> Result<i32> {
                 let name = image.ref_name.unwrap_or_else(|| "(no name)".into());
                 println!("imported {name}  {}", image.manifest.digest());
             }
+            Ok(0)
+        }
+        Verb::Pull {
+            reference,
+            insecure,
+            data,
+        } => {
+            let layout = OciLayout::create(data.root().join("oci"))?;
+            let options = PullOptions {
+                insecure: *insecure,
+                ..PullOptions::default()
+            };
+            let report = pull(reference, &layout, &options)?;
+            println!(
+                "pulled {} as {}: {} layers, {} downloaded, {} blobs already here; manifest {}",
+                report.reference,
+                report.ref_name,
+                report.layers,
+                ch03_cgroups::quantity::human_bytes(report.downloaded),
+                report.already_present,
+                report.manifest_digest
+            );
+            Ok(0)
+        }
+        Verb::Push {
+            image,
+            destination,
+            insecure,
+            data,
+        } => {
+            let layout = open_layout(&data.root())?;
+            let options = PushOptions {
+                insecure: *insecure,
+                progress: true,
+            };
+            let report = push(&layout, image, destination, &options)?;
+            println!(
+                "pushed {image} to {}: {} blobs uploaded ({}), {} already there; manifest {}",
+                report.destination,
+                report.blobs_uploaded,
+                ch03_cgroups::quantity::human_bytes(report.uploaded),
+                report.blobs_present,
+                report.manifest_digest
+            );
             Ok(0)
         }
         Verb::Images { data } => {

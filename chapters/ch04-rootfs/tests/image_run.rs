@@ -132,3 +132,31 @@ fn import_list_and_run_an_image() {
                 .is_none()
     );
 }
+
+#[test]
+fn push_to_a_registry_pull_elsewhere_and_run() {
+    if !require_root("push_to_a_registry_pull_elsewhere_and_run") {
+        return;
+    }
+    let registry = labkit::LocalRegistry::start().expect("scripts/setup installs docker-registry");
+    let scratch = ScratchDir::new("image-pull").unwrap();
+    let archive = docker_save_archive(&scratch);
+    let (here, there) = (scratch.join("here"), scratch.join("there"));
+    assert!(ch04(&here, &["import", archive.to_str().unwrap()]).status.success());
+
+    let remote = format!("{}/boxlab/test:1", registry.host());
+    let out = ch04(&here, &["push", "boxlab-test:1", &remote]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = ch04(&there, &["pull", &remote]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 layers"), "{}", text(&out.stdout));
+
+    let out = ch04(&there, &["run", &remote, "--", "sh", "-c", "echo $GREETING"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from the image\n");
+
+    let out = ch04(&there, &["pull", &format!("{}/boxlab/test:missing", registry.host())]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("missing"), "{}", text(&out.stderr));
+}

@@ -5,14 +5,18 @@
 //! - [`ScratchDir`]: a temporary directory whose name carries `boxlab` (so the leak check finds
 //!   it) and which unmounts everything below it before removing it, also when a test panics.
 //! - [`free_port`]: a loopback port no parallel test will take from under you.
+//! - [`LocalRegistry`]: a real OCI registry (Debian's `docker-registry`) on loopback, stopped
+//!   and removed when dropped.
 //! - [`busybox_rootfs`]: a minimal root filesystem built from the host's static busybox.
 
 mod port;
 mod privilege;
+mod registry;
 mod rootfs;
 mod scratch;
 
 pub use port::free_port;
 pub use privilege::{in_ci, is_root, require_root};
+pub use registry::{LocalRegistry, LocalRegistryError, REGISTRY_BINARY};
 pub use rootfs::{busybox_rootfs, find_static_busybox, RootfsError};
 pub use scratch::ScratchDir;

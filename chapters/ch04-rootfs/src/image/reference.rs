@@ -13,6 +13,8 @@ const IMPLIED_PREFIXES: &[&str] = &[
     "docker.io/",
     "index.docker.io/",
     "registry-1.docker.io/",
+    // Docker Hub's official images, named without the registry: `library/busybox`.
+    "library/",
 ];
 
 /// The normal form of an image name: `docker.io/library/busybox` -> `busybox:latest`.
@@ -52,6 +54,8 @@ mod tests {
         assert_eq!(normalize("docker.io/library/busybox:1.36"), "busybox:1.36");
         assert_eq!(normalize("localhost:5000/app"), "localhost:5000/app:latest");
         assert!(matches("busybox", "docker.io/library/busybox:latest"));
+        assert!(matches("library/busybox", "busybox"));
+        assert_eq!(normalize("library/busybox@sha256:00"), "busybox@sha256:00");
         assert!(matches("latest", "latest"));
         assert!(!matches("busybox:1.36", "busybox:1.35"));
         assert!(!matches("alpine", "busybox"));
