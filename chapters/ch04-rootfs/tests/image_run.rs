@@ -142,7 +142,9 @@ fn push_to_a_registry_pull_elsewhere_and_run() {
     let scratch = ScratchDir::new("image-pull").unwrap();
     let archive = docker_save_archive(&scratch);
     let (here, there) = (scratch.join("here"), scratch.join("there"));
-    assert!(ch04(&here, &["import", archive.to_str().unwrap()]).status.success());
+    assert!(ch04(&here, &["import", archive.to_str().unwrap()])
+        .status
+        .success());
 
     let remote = format!("{}/boxlab/test:1", registry.host());
     let out = ch04(&here, &["push", "boxlab-test:1", &remote]);
@@ -150,13 +152,27 @@ fn push_to_a_registry_pull_elsewhere_and_run() {
 
     let out = ch04(&there, &["pull", &remote]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("1 layers"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("1 layers"),
+        "{}",
+        text(&out.stdout)
+    );
 
-    let out = ch04(&there, &["run", &remote, "--", "sh", "-c", "echo $GREETING"]);
+    let out = ch04(
+        &there,
+        &["run", &remote, "--", "sh", "-c", "echo $GREETING"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello from the image\n");
 
-    let out = ch04(&there, &["pull", &format!("{}/boxlab/test:missing", registry.host())]);
+    let out = ch04(
+        &there,
+        &["pull", &format!("{}/boxlab/test:missing", registry.host())],
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("missing"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing"),
+        "{}",
+        text(&out.stderr)
+    );
 }
