@@ -124,13 +124,8 @@ fn import_list_and_run_an_image() {
         "{}",
         text(&out.stderr)
     );
-    assert!(
-        !Path::new("/run/boxlab/containers").exists()
-            || fs::read_dir("/run/boxlab/containers")
-                .unwrap()
-                .next()
-                .is_none()
-    );
+    // (Container directories are checked by the leak check after the whole run: other tests
+    // may have containers of their own running right now.)
 }
 
 #[test]
