@@ -1,79 +1,143 @@
 //! The chapter's demo, and the `unpack` verb's output.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ch01_process::exec::Program;
 use ch02_namespaces::Isolation;
+use ch04_rootfs::build::{build, BuildOptions, BuildReport, StepEvent};
+use ch04_rootfs::image::OciLayout;
+use ch04_rootfs::image_run::prepare_image_container;
+use ch04_rootfs::store::LayerStore;
 use ch04_rootfs::unpack::{unpack_layer, UnpackOptions};
-use ch04_rootfs::with_rootfs;
-use labkit::{busybox_rootfs, ScratchDir};
+use labkit::ScratchDir;
+
+/// The demo's Boxfile: an image from nothing but the host's static busybox.
+const DEMO_BOXFILE: &str = r#"# A tiny image, built from the host's static busybox: no download.
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV GREETING="hello from an image built by boxlab"
+WORKDIR /srv
+RUN echo "the last line, version 1" > /srv/message
+CMD ["sh", "-c", "echo $GREETING; cat /srv/message; echo \"PID $$, / holds: $(ls / | tr '\\n' ' ')\"; test -e /etc/os-release || echo 'no trace of the host'"]
+"#;
 
 pub fn run() -> Result<i32> {
-    println!("boxlab chapter 4: a root filesystem of its own\n");
+    println!("boxlab chapter 4: a root filesystem from image layers\n");
     println!("Chapters 2 and 3 isolated and limited a process, but it still saw the host's files.");
-    println!(
-        "Now it gets its own '/': a directory prepared beforehand, switched to with pivot_root.\n"
-    );
+    println!("Now it gets its own '/': image layers, stacked with overlayfs, switched to with pivot_root.\n");
     if !nix::unistd::geteuid().is_root() {
-        println!("This demo mounts filesystems and needs root: run it with sudo.");
+        println!("This demo runs build steps in containers and mounts overlays: run it with sudo.");
+        println!("Without root you can still unpack layers: cargo run -p ch04-rootfs -- unpack LAYER DIR");
         return Ok(0);
     }
-
-    println!("Step 1. Build a root filesystem from the host's static busybox (no download)");
     let scratch = ScratchDir::new("ch04-demo").context("making a scratch directory")?;
-    let root = busybox_rootfs(&scratch.join("rootfs"))?;
-    let applets = std::fs::read_dir(root.join("bin"))?.count();
+    let (context, data) = (scratch.join("context"), scratch.join("data"));
+    std::fs::create_dir_all(&context)?;
+    std::fs::copy(labkit::find_static_busybox()?, context.join("busybox"))?;
+    std::fs::write(context.join("Boxfile"), DEMO_BOXFILE)?;
+
     println!(
-        "  {}: bin/busybox plus {applets} applet links, /etc/passwd, empty mount points",
-        root.display()
+        "Step 1. The Boxfile ({}):",
+        context.join("Boxfile").display()
     );
+    for line in DEMO_BOXFILE.lines() {
+        println!("    {line}");
+    }
 
-    println!("\nStep 2. Run a shell in it (inside chapter 2's namespaces)");
-    println!("  init will: bind-mount the directory onto itself, mount a fresh /dev (tmpfs with");
-    println!("  null, zero, full, random, urandom, tty, pts, shm) and a read-only /sys, then");
-    println!("  pivot_root(\".\", \".\") and unmount the old root, and finally mount /proc.");
-    let script = "echo \"  inside: I am $(hostname), PID $$; / holds: $(ls / | tr '\\n' ' ')\"; \
-                  echo \"  inside: $(ls /proc | grep -c '^[0-9]') processes visible, $(wc -l < /proc/mounts) mounts\"; \
-                  test -e /etc/os-release && echo '  inside: I can see the host!' || echo '  inside: no trace of the host (/etc/os-release is not here)'";
-    let status = run_in(&root, false, &["sh", "-c", script])?;
-    println!("  the shell {status}");
+    println!("\nStep 2. Build it: each step is a layer, cached by (parent, instruction, inputs)");
+    let first = build_image(&data, &context, None, Some("demo:1".into()))?;
+    show_layers(&data, "demo:1")?;
 
-    println!("\nStep 3. The same root, read-only (docker run --read-only)");
-    let status = run_in(
-        &root,
-        true,
-        &[
-            "sh",
-            "-c",
-            "touch /new-file 2>&1 | sed 's/^/  inside: /'; exit 0",
-        ],
-    )?;
     println!(
-        "  the shell {status}; nothing was written to {}",
-        root.display()
+        "\nStep 3. Run it: its layers stacked read-only, a fresh writable layer on top, pivot_root"
     );
+    run_image(&data, "demo:1")?;
 
-    println!("\nDone. The scratch root and everything mounted for it are gone. Try your own:");
-    println!("  sudo cargo run -p ch04-rootfs -- --rootfs DIR --hostname lab --memory 64m -- sh");
+    println!("\nStep 4. Change the last RUN line and build again: only what follows the change is rebuilt");
+    let changed = DEMO_BOXFILE.replace("version 1", "version 2");
+    std::fs::write(context.join("Boxfile"), changed)?;
+    let second = build_image(&data, &context, None, Some("demo:2".into()))?;
+    let cached = second.steps.iter().filter(|s| s.cached).count();
+    println!(
+        "  {cached} of {} steps came from the cache; the image's digest changed:",
+        second.steps.len()
+    );
+    println!(
+        "    demo:1 {}\n    demo:2 {}",
+        first.manifest_digest, second.manifest_digest
+    );
+    run_image(&data, "demo:2")?;
+
+    println!(
+        "\nDone. The scratch directory (context, images, layers, cache) is removed. Try your own:"
+    );
+    println!("  sudo cargo run -p ch04-rootfs -- build -t mine:1 DIR     # DIR/Boxfile");
+    println!("  sudo cargo run -p ch04-rootfs -- run mine:1 -- sh");
     Ok(0)
 }
 
-fn run_in(root: &Path, readonly: bool, args: &[&str]) -> Result<ch02_namespaces::Exit> {
-    let isolation = Isolation::container_defaults()
-        .hostname("boxlab-ch04")
-        .observe(Arc::new(|step: &str| {
-            if step.starts_with("init") && !step.contains("execvp") {
-                println!("  {step}");
-            }
-        }));
-    let isolation = with_rootfs(isolation, root, readonly)?;
-    let child = isolation.spawn(&Program::new(args)?)?;
-    Ok(child.wait()?)
+/// Builds `context` into the image store under `data`, printing each step as it happens.
+pub fn build_image(
+    data: &Path,
+    context: &Path,
+    boxfile: Option<PathBuf>,
+    tag: Option<String>,
+) -> Result<BuildReport> {
+    let layout = OciLayout::create(data.join("oci"))?;
+    let store = LayerStore::open(data.join("layers"))?;
+    let mut on_step = |event: &StepEvent| {
+        if let StepEvent::Finished { .. } = event {
+            println!("  {event}");
+        }
+    };
+    let options = BuildOptions {
+        context: context.to_path_buf(),
+        boxfile,
+        tag,
+        layout: &layout,
+        store: &store,
+        cache_dir: data.join("build-cache"),
+        on_step: Some(&mut on_step),
+    };
+    Ok(build(options)?)
 }
 
-/// `ch04-rootfs unpack LAYER DIR`: applies one layer and says what it did.
+fn show_layers(data: &Path, reference: &str) -> Result<()> {
+    let layout = OciLayout::open(data.join("oci"))?;
+    let image = layout.resolve(reference)?;
+    println!("  {reference} = manifest {}", image.manifest_digest);
+    for (n, (layer, _diff_id)) in image.layers().enumerate() {
+        println!(
+            "    layer {}: {} ({})",
+            n + 1,
+            layer.digest(),
+            ch03_cgroups::quantity::human_bytes(layer.size())
+        );
+    }
+    Ok(())
+}
+
+fn run_image(data: &Path, reference: &str) -> Result<()> {
+    let layout = OciLayout::open(data.join("oci"))?;
+    let store = LayerStore::open(data.join("layers"))?;
+    let (isolation, program, dir) = prepare_image_container(
+        &layout,
+        &store,
+        reference,
+        &[],
+        Isolation::container_defaults().hostname("boxlab-ch04"),
+        false,
+        |_, _| {},
+    )?;
+    let child = isolation.spawn(&program)?;
+    drop(isolation);
+    let status = child.wait()?;
+    drop(dir);
+    println!("  the container {status}");
+    Ok(())
+}
+
 pub fn unpack_verb(layer: &Path, dir: &Path, digest: Option<String>, devices: bool) -> Result<i32> {
     let root = nix::unistd::geteuid().is_root();
     let options = UnpackOptions {

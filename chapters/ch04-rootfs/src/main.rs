@@ -77,6 +77,20 @@ enum Verb {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Build an image from a Boxfile (FROM, COPY, RUN, ENV, WORKDIR, CMD; multi-stage), with a
+    /// layer cache.
+    Build {
+        /// The build context: the directory holding the Boxfile and the files COPY takes.
+        context: PathBuf,
+        /// The name to give the image, e.g. demo:1.
+        #[arg(short, long)]
+        tag: Option<String>,
+        /// The Boxfile (default: CONTEXT/Boxfile).
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// List the images in the store.
     Images {
         #[command(flatten)]
@@ -141,6 +155,7 @@ const EXAMPLES: &str = "Examples:
   ch04-rootfs unpack layer.tar.gz ./rootfs                      # apply a layer, whiteouts and all
   ch04-rootfs pull busybox:1.36                                 # from Docker Hub (needs internet)
   ch04-rootfs import busybox.tar                                # a `docker save` archive
+  sudo ch04-rootfs build -t demo:1 ./context                    # from ./context/Boxfile
   ch04-rootfs images
   sudo ch04-rootfs run busybox:latest -- sh                     # overlay of its layers";
 
@@ -242,6 +257,24 @@ fn run_verb(verb: &Verb) -> Result<i32> {
                 report.blobs_uploaded,
                 ch03_cgroups::quantity::human_bytes(report.uploaded),
                 report.blobs_present,
+                report.manifest_digest
+            );
+            Ok(0)
+        }
+        Verb::Build {
+            context,
+            tag,
+            file,
+            data,
+        } => {
+            let root = data.root();
+            let report = demo::build_image(&root, context, file.clone(), tag.clone())?;
+            println!(
+                "built {} {}",
+                report
+                    .ref_name
+                    .clone()
+                    .unwrap_or_else(|| "(unnamed)".into()),
                 report.manifest_digest
             );
             Ok(0)
