@@ -54,6 +54,19 @@ impl fmt::Display for Exit {
     }
 }
 
+/// How every chapter binary ends: with the command's status (clamped to 0..=255), or with one
+/// line `NAME: error: …` on stderr and status 1. (`{:#}` prints an `anyhow` error's whole chain
+/// on one line.)
+pub fn finish<E: fmt::Display>(program: &str, result: Result<i32, E>) -> std::process::ExitCode {
+    match result {
+        Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
+        Err(err) => {
+            eprintln!("{program}: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Waits until `pid` has ended and reaps it (so no zombie is left), retrying on `EINTR`.
 pub fn wait_for_end(pid: Pid) -> Result<Exit, Errno> {
     loop {

@@ -52,13 +52,7 @@ fn main() -> ExitCode {
     } else {
         run_command(&cli)
     };
-    match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(err) => {
-            eprintln!("ch02-namespaces: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ch01_process::status::finish("ch02-namespaces", result)
 }
 
 fn run_command(cli: &Cli) -> Result<i32> {

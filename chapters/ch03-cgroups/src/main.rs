@@ -55,13 +55,7 @@ fn main() -> ExitCode {
     } else {
         run(&cli)
     };
-    match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(err) => {
-            eprintln!("ch03-cgroups: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ch01_process::status::finish("ch03-cgroups", result)
 }
 
 fn run(cli: &Cli) -> Result<i32> {

@@ -167,13 +167,7 @@ fn main() -> ExitCode {
         (None, 1) => demo::run(),
         (None, _) => run_command(&cli),
     };
-    match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(err) => {
-            eprintln!("ch04-rootfs: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ch01_process::status::finish("ch04-rootfs", result)
 }
 
 fn run_command(cli: &Cli) -> Result<i32> {
