@@ -23,15 +23,18 @@ pub enum V1Controller {
     Cpuacct,
     Pids,
     Cpuset,
+    /// Which device nodes may be opened; chapter 5 writes its rules.
+    Devices,
 }
 
 impl V1Controller {
-    pub const ALL: [V1Controller; 5] = [
+    pub const ALL: [V1Controller; 6] = [
         V1Controller::Memory,
         V1Controller::Cpu,
         V1Controller::Cpuacct,
         V1Controller::Pids,
         V1Controller::Cpuset,
+        V1Controller::Devices,
     ];
 
     /// The hierarchy's directory name under the root (`/sys/fs/cgroup/memory`).
@@ -42,6 +45,7 @@ impl V1Controller {
             V1Controller::Cpuacct => "cpuacct",
             V1Controller::Pids => "pids",
             V1Controller::Cpuset => "cpuset",
+            V1Controller::Devices => "devices",
         }
     }
 
@@ -53,6 +57,7 @@ impl V1Controller {
             V1Controller::Cpuacct => false,
             V1Controller::Pids => limits.pids.is_some(),
             V1Controller::Cpuset => limits.cpuset_cpus.is_some(),
+            V1Controller::Devices => false,
         }
     }
 }
