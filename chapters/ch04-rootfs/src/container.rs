@@ -17,28 +17,35 @@ pub fn with_rootfs(
     rootfs: &Path,
     readonly: bool,
 ) -> Result<Isolation, RootfsError> {
-    let meta = std::fs::metadata(rootfs).map_err(|e| RootfsError::NotADirectory {
-        path: rootfs.into(),
-        reason: e.to_string(),
-    })?;
+    with_rootfs_spec(
+        isolation,
+        RootfsSpec {
+            path: rootfs.to_path_buf(),
+            readonly,
+            ..RootfsSpec::default()
+        },
+    )
+}
+
+/// [`with_rootfs`] with everything a [`RootfsSpec`] can hold: extra device nodes and bind mounts
+/// (chapter 5 adds GPUs and driver libraries this way).
+pub fn with_rootfs_spec(isolation: Isolation, spec: RootfsSpec) -> Result<Isolation, RootfsError> {
+    let not_usable = |reason: String| RootfsError::NotADirectory {
+        path: spec.path.clone(),
+        reason,
+    };
+    let meta = std::fs::metadata(&spec.path).map_err(|e| not_usable(e.to_string()))?;
     if !meta.is_dir() {
-        return Err(RootfsError::NotADirectory {
-            path: rootfs.into(),
-            reason: "it is a file".into(),
-        });
+        return Err(not_usable("it is a file".into()));
     }
     if !isolation.namespaces().contains(&Namespace::Mount) {
         return Err(RootfsError::NeedsMountNamespace);
     }
-    let spec = RootfsSpec {
-        path: rootfs
-            .canonicalize()
-            .map_err(|e| RootfsError::NotADirectory {
-                path: rootfs.into(),
-                reason: e.to_string(),
-            })?,
-        readonly,
-    };
+    let path = spec
+        .path
+        .canonicalize()
+        .map_err(|e| not_usable(e.to_string()))?;
+    let spec = RootfsSpec { path, ..spec };
     Ok(isolation.child_hook(Arc::new(move || enter_rootfs(&spec))))
 }
 // ANCHOR_END: with_rootfs
@@ -71,6 +78,7 @@ pub fn with_layers(
     let rootfs = RootfsSpec {
         path: spec.merged.clone(),
         readonly,
+        ..RootfsSpec::default()
     };
     Ok(isolation.child_hook(Arc::new(move || {
         mount_overlay(&spec)?;

@@ -19,5 +19,5 @@ pub mod registry;
 pub mod store;
 pub mod unpack;
 
-pub use container::{with_layers, with_rootfs};
+pub use container::{with_layers, with_rootfs, with_rootfs_spec};
 pub use error::RootfsError;

@@ -11,11 +11,35 @@ use nix::unistd::{chdir, pivot_root};
 use crate::dev::populate_dev;
 
 /// A root filesystem to switch into.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RootfsSpec {
     /// The directory that becomes `/`.
     pub path: PathBuf,
     /// Remount `/` read-only once everything is mounted (`docker run --read-only`).
+    pub readonly: bool,
+    /// Extra device nodes for the container's `/dev` (chapter 5's GPUs): each host node is
+    /// bind-mounted at `/dev/<name>`.
+    pub devices: Vec<DeviceNode>,
+    /// Host files or directories bind-mounted into the root (chapter 5's driver libraries).
+    pub binds: Vec<BindMount>,
+}
+
+/// A host device node to expose as `/dev/<name>` inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// The node on the host (`/dev/nvidia0`).
+    pub host: PathBuf,
+    /// Its name under the container's `/dev` (`nvidia0`, `nvidia-caps/nvidia-cap1`).
+    pub name: PathBuf,
+}
+
+/// A bind mount into the container's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// On the host.
+    pub source: PathBuf,
+    /// Inside the container (an absolute path, as the container sees it).
+    pub target: PathBuf,
     pub readonly: bool,
 }
 
@@ -38,7 +62,13 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
         ensure_dir(&root.join(dir))?;
     }
     mount_dev(&root.join("dev"))?;
+    for device in &spec.devices {
+        bind_device(&root.join("dev"), device)?;
+    }
     mount_sys(&root.join("sys"))?;
+    for bind in &spec.binds {
+        bind_into(root, bind)?;
+    }
 
     // The runc trick: with both arguments ".", the old root ends up stacked *under* the new one
     // at "/", and a lazy unmount of "." removes it. No directory for the old root is needed, so
@@ -129,6 +159,71 @@ fn mount_sys(sys: &Path) -> Result<(), String> {
     let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
     mount(None::<&str>, sys, None::<&str>, remount, None::<&str>)
         .map_err(|e| format!("remount {} read-only: {e}", sys.display()))
+}
+
+/// Bind-mounts a host device node onto an empty file in the container's `/dev`.
+fn bind_device(dev: &Path, device: &DeviceNode) -> Result<(), String> {
+    let node = dev.join(&device.name);
+    if let Some(parent) = node.parent() {
+        ensure_dir(parent)?;
+    }
+    fs::File::create(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
+    mount(
+        Some(&device.host),
+        &node,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind {} on {}: {e}", device.host.display(), node.display()))
+}
+
+/// Bind-mounts `bind.source` at `bind.target` inside `root` (read-only if asked), creating the
+/// mount point as a file or directory to match the source.
+fn bind_into(root: &Path, bind: &BindMount) -> Result<(), String> {
+    let relative = bind.target.strip_prefix("/").unwrap_or(&bind.target);
+    if relative
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "bind target {} leaves the root",
+            bind.target.display()
+        ));
+    }
+    let target = root.join(relative);
+    let source_meta = fs::metadata(&bind.source)
+        .map_err(|e| format!("bind source {}: {e}", bind.source.display()))?;
+    if source_meta.is_dir() {
+        ensure_dir(&target)?;
+    } else {
+        if let Some(parent) = target.parent() {
+            ensure_dir(parent)?;
+        }
+        if fs::symlink_metadata(&target).is_err() {
+            fs::File::create(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+        }
+    }
+    mount(
+        Some(&bind.source),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        format!(
+            "bind {} on {}: {e}",
+            bind.source.display(),
+            target.display()
+        )
+    })?;
+    if bind.readonly {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("remount {} read-only: {e}", target.display()))?;
+    }
+    Ok(())
 }
 
 fn ensure_dir(dir: &Path) -> Result<(), String> {

@@ -191,3 +191,49 @@ fn the_demo_builds_runs_and_rebuilds_from_the_cache() {
         assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
     }
 }
+
+#[test]
+fn extra_devices_and_read_only_binds_appear_inside() {
+    if !require_root("extra_devices_and_read_only_binds_appear_inside") {
+        return;
+    }
+    use ch04_rootfs::pivot::{BindMount, DeviceNode, RootfsSpec};
+    use std::io::Read;
+    let scratch = ScratchDir::new("rootfs-extra").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    std::fs::write(scratch.join("lib.so"), "not really a library").unwrap();
+    let spec = RootfsSpec {
+        path: root.clone(),
+        readonly: false,
+        devices: vec![DeviceNode {
+            host: "/dev/full".into(),
+            name: "extra/full".into(),
+        }],
+        binds: vec![BindMount {
+            source: scratch.join("lib.so"),
+            target: "/usr/lib/boxlab/lib.so".into(),
+            readonly: true,
+        }],
+    };
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let isolation = ch02_namespaces::Isolation::container_defaults().stdout(writer);
+    let isolation = ch04_rootfs::with_rootfs_spec(isolation, spec).unwrap();
+    let script = "ls -l /dev/extra/full | cut -c1; cat /usr/lib/boxlab/lib.so; echo; echo x > /usr/lib/boxlab/lib.so 2>/dev/null || echo read-only";
+    let child = isolation
+        .spawn(&ch01_process::exec::Program::new(&["sh", "-c", script]).unwrap())
+        .unwrap();
+    drop(isolation);
+    let mut out = String::new();
+    std::fs::File::from(reader)
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["c", "not really a library", "read-only"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("lib.so")).unwrap(),
+        "not really a library"
+    );
+}
