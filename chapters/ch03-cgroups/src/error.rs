@@ -58,6 +58,13 @@ pub enum CgroupError {
 
     #[error(transparent)]
     Isolation(#[from] ch02_namespaces::NamespaceError),
+
+    /// A later chapter's step on the cgroup (chapter 5's device rules) failed.
+    #[error("{what}: {source}")]
+    Step {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl CgroupError {

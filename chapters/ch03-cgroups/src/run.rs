@@ -19,6 +19,19 @@ pub fn run_limited(
     program: &Program,
     tag: &str,
 ) -> Result<Exit, CgroupError> {
+    run_limited_with(isolation, resolved, path, program, tag, |_| Ok(()))
+}
+
+/// [`run_limited`], with one more step on the new cgroup before anything joins it (chapter 5
+/// writes its device rules there).
+pub fn run_limited_with(
+    isolation: Isolation,
+    resolved: &ResolvedLimits,
+    path: Option<&str>,
+    program: &Program,
+    tag: &str,
+    setup: impl FnOnce(&Cgroup) -> Result<(), CgroupError>,
+) -> Result<Exit, CgroupError> {
     let layout = detect()?;
     let path = match path {
         Some(path) => CgroupPath::new(path)?,
@@ -34,6 +47,7 @@ pub fn run_limited(
             ));
         }
     }
+    setup(&cgroup)?;
     let cgroup = Arc::new(cgroup);
     let mut isolation = confine(isolation, Arc::clone(&cgroup));
     if let Some(adj) = resolved.translation.as_ref().map(|t| t.oom_score_adj) {
