@@ -1,0 +1,241 @@
+//! The driver's userspace half: `libcuda.so`, `libnvidia-ml.so`, `nvidia-smi`, … must come from
+//! the *host*, because they have to match the kernel module exactly (same version). They are
+//! found through the host's dynamic linker cache (`ldconfig -p`) and `PATH`, and bind-mounted
+//! read-only at the same paths inside.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where `ldconfig` lives on Debian, Ubuntu, Fedora and friends.
+pub const LDCONFIG: &str = "/sbin/ldconfig";
+
+/// The NVIDIA userspace libraries and the capability that needs each, by file name prefix (the
+/// part before the version: `libcuda.so` matches `libcuda.so.1` and `libcuda.so.550.54.15`).
+///
+/// Taken from the NVIDIA Container Toolkit's list (`libnvidia-container`, `src/nvc_info.c`:
+/// `utility_libs`, `compute_libs`, `video_libs`, `graphics_libs`, `ngx_libs`), trimmed to what
+/// current drivers ship.
+pub const NVIDIA_LIBRARIES: &[(&str, &str)] = &[
+    // utility: NVML, what nvidia-smi and monitoring use
+    ("libnvidia-ml.so", "utility"),
+    ("libnvidia-cfg.so", "utility"),
+    // compute: CUDA's driver API and the JIT compilers behind it
+    ("libcuda.so", "compute"),
+    ("libcudadebugger.so", "compute"),
+    ("libnvidia-opencl.so", "compute"),
+    ("libnvidia-gpucomp.so", "compute"),
+    ("libnvidia-ptxjitcompiler.so", "compute"),
+    ("libnvidia-fatbinaryloader.so", "compute"),
+    ("libnvidia-allocator.so", "compute"),
+    ("libnvidia-compiler.so", "compute"),
+    ("libnvidia-nvvm.so", "compute"),
+    // video: encode and decode
+    ("libvdpau_nvidia.so", "video"),
+    ("libnvidia-encode.so", "video"),
+    ("libnvidia-opticalflow.so", "video"),
+    ("libnvcuvid.so", "video"),
+    // graphics: OpenGL, EGL, Vulkan, ray tracing
+    ("libnvidia-eglcore.so", "graphics"),
+    ("libnvidia-glcore.so", "graphics"),
+    ("libnvidia-tls.so", "graphics"),
+    ("libnvidia-glsi.so", "graphics"),
+    ("libnvidia-fbc.so", "graphics"),
+    ("libnvidia-ifr.so", "graphics"),
+    ("libnvidia-rtcore.so", "graphics"),
+    ("libnvoptix.so", "graphics"),
+    ("libGLX_nvidia.so", "graphics"),
+    ("libEGL_nvidia.so", "graphics"),
+    ("libGLESv2_nvidia.so", "graphics"),
+    ("libGLESv1_CM_nvidia.so", "graphics"),
+    ("libnvidia-glvkspirv.so", "graphics"),
+    // ngx: DLSS
+    ("libnvidia-ngx.so", "ngx"),
+];
+
+/// The driver's programs, by capability (the toolkit's `utility_bins` and `compute_bins`).
+pub const NVIDIA_BINARIES: &[(&str, &str)] = &[
+    ("nvidia-smi", "utility"),
+    ("nvidia-debugdump", "utility"),
+    ("nvidia-persistenced", "utility"),
+    ("nvidia-cuda-mps-control", "compute"),
+    ("nvidia-cuda-mps-server", "compute"),
+];
+
+/// One line of `ldconfig -p` (indented with a tab):
+/// `libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedLibrary {
+    /// `libcuda.so.1`
+    pub name: String,
+    /// What is in the parentheses: `libc6,x86-64` (64-bit x86), `libc6` (32-bit x86),
+    /// `libc6,AArch64`, possibly followed by `, OS ABI: …` or `, hwcap: …`.
+    pub flags: String,
+    pub path: PathBuf,
+}
+
+/// The driver files to expose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverFiles {
+    /// Libraries, by the path the cache gives (bound at the same path inside).
+    pub libraries: Vec<PathBuf>,
+    /// Programs found in `PATH`.
+    pub binaries: Vec<PathBuf>,
+}
+
+impl DriverFiles {
+    /// The directories that hold the libraries, each once, in first-seen order: what
+    /// `LD_LIBRARY_PATH` and the container's `ld.so.conf.d` entry list.
+    pub fn library_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for lib in &self.libraries {
+            if let Some(dir) = lib.parent() {
+                if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        dirs
+    }
+}
+
+/// Finding the driver files failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("running `{program} -p` to read the host's library cache failed: {source}; install libc-bin, or pass the cache text yourself")]
+    Ldconfig {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{program} -p` exited with {status}: {stderr}")]
+    LdconfigStatus {
+        program: PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// Runs `<ldconfig> -p` and returns its output (the host's cache, as text).
+pub fn read_ldconfig_cache(ldconfig: &Path) -> Result<String, LibraryError> {
+    let out = Command::new(ldconfig)
+        .arg("-p")
+        .output()
+        .map_err(|source| LibraryError::Ldconfig {
+            program: ldconfig.into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(LibraryError::LdconfigStatus {
+            program: ldconfig.into(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ANCHOR: ldconfig
+/// Parses `ldconfig -p`. The header (`N libs found in cache …`), the trailer (`Cache generated
+/// by: …`) and any line not of the form `name (flags) => path` are skipped.
+pub fn parse_ldconfig_cache(text: &str) -> Vec<CachedLibrary> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let (name, rest) = line.split_once(" (")?;
+            let (flags, path) = rest.split_once(") => ")?;
+            let path = path.trim();
+            if name.is_empty() || name.contains(' ') || !path.starts_with('/') {
+                return None;
+            }
+            Some(CachedLibrary {
+                name: name.to_string(),
+                flags: flags.to_string(),
+                path: PathBuf::from(path),
+            })
+        })
+        .collect()
+}
+
+/// The `ldconfig -p` flag of this machine's native libraries (`x86-64`, `AArch64`, …); 32-bit
+/// libraries (`libc6` alone on x86) would need the `compat32` capability, which boxlab does not
+/// expose.
+pub fn native_arch_flag() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "aarch64" => "AArch64",
+        "powerpc64" => "64bit",
+        "riscv64" => "RISC-V",
+        other => other,
+    }
+}
+
+/// The NVIDIA libraries in a parsed cache that the given capabilities need, native
+/// architecture only, each path once, in cache order.
+pub fn select_libraries(
+    cache: &[CachedLibrary],
+    capabilities: &[String],
+    arch_flag: &str,
+) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for lib in cache {
+        let native = lib.flags.split(',').map(str::trim).any(|f| f == arch_flag);
+        let wanted = NVIDIA_LIBRARIES.iter().any(|(prefix, cap)| {
+            capabilities.iter().any(|c| c == cap) && is_library(&lib.name, prefix)
+        });
+        if native && wanted && !paths.contains(&lib.path) {
+            paths.push(lib.path.clone());
+        }
+    }
+    paths
+}
+// ANCHOR_END: ldconfig
+
+/// `name` is `prefix` or `prefix.<version>` (`libcuda.so`, `libcuda.so.1`), not a longer
+/// name that happens to start the same way.
+fn is_library(name: &str, prefix: &str) -> bool {
+    name == prefix
+        || name
+            .strip_prefix(prefix)
+            .is_some_and(|v| v.starts_with('.'))
+}
+
+/// The NVIDIA programs the capabilities need that exist (and are files) in one of `path_dirs`;
+/// the first directory that has a program wins, as in a shell.
+pub fn find_binaries(path_dirs: &[PathBuf], capabilities: &[String]) -> Vec<PathBuf> {
+    NVIDIA_BINARIES
+        .iter()
+        .filter(|(_, cap)| capabilities.iter().any(|c| c == cap))
+        .filter_map(|(name, _)| {
+            path_dirs
+                .iter()
+                .map(|dir| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+        .collect()
+}
+
+/// Everything in one call: the libraries from `ldconfig_text` that exist on the host (a cache
+/// can be stale) and the programs from `path_dirs`.
+pub fn driver_files(
+    ldconfig_text: &str,
+    path_dirs: &[PathBuf],
+    capabilities: &[String],
+) -> DriverFiles {
+    let cache = parse_ldconfig_cache(ldconfig_text);
+    let libraries = select_libraries(&cache, capabilities, native_arch_flag())
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+    DriverFiles {
+        libraries,
+        binaries: find_binaries(path_dirs, capabilities),
+    }
+}
+
+/// `PATH` split into directories (the caller's own `PATH`, or `/usr/bin:/bin` without one).
+pub fn path_dirs(path: Option<&str>) -> Vec<PathBuf> {
+    path.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
+}
