@@ -74,8 +74,8 @@ pub fn reset_signals() {
 // ANCHOR: init
 /// Runs as the container's init (PID 1 when there is a PID namespace). Never returns.
 ///
-/// `redirect` lists `(from, to)` descriptor pairs the command gets via `dup2` (its stdout, say).
-pub fn run_init(program: &Program, channel: &Channel, redirect: &[(RawFd, RawFd)]) -> ! {
+/// `setup` says what the command's process does between `fork` and `exec`.
+pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> ! {
     let (report_reader, report_writer) = match exec_report_pipe() {
         Ok(pair) => pair,
         Err(e) => fail(channel, &e.to_string()),
@@ -85,9 +85,19 @@ pub fn run_init(program: &Program, channel: &Channel, redirect: &[(RawFd, RawFd)
         Ok(ForkResult::Child) => {
             drop(report_reader);
             reset_signals();
-            for &(from, to) in redirect {
+            for &(from, to) in setup.redirect {
                 // SAFETY: dup2 on descriptors this process owns; `to` is 0, 1 or 2.
                 unsafe { libc::dup2(from, to) };
+            }
+            if let Some(gate) = setup.start_gate {
+                wait_at_gate(gate, channel);
+            }
+            for hook in setup.pre_exec {
+                if let Err(reason) = hook() {
+                    let _ = channel.send(&Message::Failed(reason));
+                    // SAFETY: ending the forked command process before it runs anything.
+                    unsafe { libc::_exit(126) }
+                }
             }
             let errno = program.exec(Some(&report_writer));
             // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
@@ -98,6 +108,9 @@ pub fn run_init(program: &Program, channel: &Channel, redirect: &[(RawFd, RawFd)
     };
     drop(report_writer);
     forward_signals_to(command);
+    if setup.start_gate.is_some() {
+        let _ = channel.send(&Message::Created);
+    }
 
     match report_reader.wait_for_exec(program) {
         Ok(()) => {
@@ -128,6 +141,38 @@ pub fn run_init(program: &Program, channel: &Channel, redirect: &[(RawFd, RawFd)
     }
 }
 // ANCHOR_END: init
+
+/// What the command's process does between `fork` and `exec`.
+#[derive(Default)]
+pub struct CommandSetup<'a> {
+    /// `(from, to)` descriptor pairs it gets via `dup2` (its stdout, say).
+    pub redirect: &'a [(RawFd, RawFd)],
+    /// A FIFO to wait at before anything else: the OCI "created" state. Opening a FIFO for
+    /// writing blocks until somebody opens it for reading — `start` does, and the command goes.
+    pub start_gate: Option<&'a std::ffi::CStr>,
+    /// Steps just before `exec`, after the gate (later chapters drop capabilities here).
+    pub pre_exec: &'a [crate::ChildHook],
+}
+
+// ANCHOR: gate
+/// Blocks until `start` opens the gate FIFO for reading, then tells it so with one byte.
+fn wait_at_gate(gate: &std::ffi::CStr, channel: &Channel) {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    match open(gate, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => {
+            let _ = nix::unistd::write(&fd, b"0");
+        }
+        Err(e) => {
+            let _ = channel.send(&Message::Failed(format!(
+                "opening the start gate {gate:?}: {e}"
+            )));
+            // SAFETY: ending the forked command process before it runs anything.
+            unsafe { libc::_exit(126) }
+        }
+    }
+}
+// ANCHOR_END: gate
 
 /// Reports a set-up failure to the parent and ends this process.
 pub fn fail(channel: &Channel, reason: &str) -> ! {

@@ -32,7 +32,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::idmap::{write_id_maps, IdMap};
-use crate::init::{fail, run_init};
+use crate::init::{fail, run_init, CommandSetup};
 use crate::mounts::{make_mounts_private, mount_fresh_proc};
 use crate::network::{loopback_up, Veth};
 use crate::port::{PortMapping, PortProxy};
@@ -74,6 +74,8 @@ pub struct Isolation {
     stdout: Option<Arc<OwnedFd>>,
     stderr: Option<Arc<OwnedFd>>,
     observer: Option<Observer>,
+    start_gate: Option<std::ffi::CString>,
+    pre_exec_hooks: Vec<ChildHook>,
 }
 
 impl fmt::Debug for Isolation {
@@ -162,6 +164,24 @@ impl Isolation {
     /// Adds a step for the container's init to run inside the namespaces.
     pub fn child_hook(mut self, hook: ChildHook) -> Self {
         self.child_hooks.push(hook);
+        self
+    }
+
+    /// Stops the command just before `exec` until somebody opens the FIFO at `gate` for reading
+    /// (the OCI runtime's create/start split). `spawn` then returns once the command waits there.
+    pub fn start_gate(mut self, gate: &std::path::Path) -> Result<Self, NamespaceError> {
+        use std::os::unix::ffi::OsStrExt;
+        let gate = std::ffi::CString::new(gate.as_os_str().as_bytes()).map_err(|_| {
+            NamespaceError::ChildSetup(format!("start gate path {} has a NUL byte", gate.display()))
+        })?;
+        self.start_gate = Some(gate);
+        Ok(self)
+    }
+
+    /// Adds a step the command's own process runs just before `exec` (after the start gate):
+    /// what must apply to the command but not to init — capabilities, seccomp, the user id.
+    pub fn pre_exec(mut self, hook: ChildHook) -> Self {
+        self.pre_exec_hooks.push(hook);
         self
     }
 
@@ -338,12 +358,14 @@ impl Isolation {
         }
         child.send_go()?;
         // Init's pid (from the waiter) races with init's "running" — and, for a command that
-        // ends at once, with its exit status too: take them in any order.
+        // ends at once, with its exit status too: take them in any order. With a start gate,
+        // "created" (waiting at the gate) is as far as we wait.
         let mut running = false;
         while child.init.is_none() || !running {
             match child.receive()? {
                 Message::InitPid(pid) => child.init = Some(Pid::from_raw(pid)),
                 Message::Running => running = true,
+                Message::Created if self.start_gate.is_some() => running = true,
                 Message::Exited(status) if running => child.status = Some(status),
                 other => return Err(unexpected(other, program)),
             }
@@ -422,6 +444,25 @@ impl IsolatedChild {
     pub fn host_device(&self) -> Option<&str> {
         self.veth.as_ref().map(|v| v.host_device.as_str())
     }
+
+    // ANCHOR: detach
+    /// Lets the container live on without this handle (an OCI `create` returns while the
+    /// container waits at its start gate). Returns (waiter pid, init pid). The waiter will be
+    /// re-parented to our parent's subreaper, or to the host's init, which reaps it.
+    ///
+    /// Refused for a child with a veth or a published port: nobody would remove them.
+    pub fn detach(mut self) -> Result<(Pid, Pid), NamespaceError> {
+        if self.veth.is_some() || self.proxy.is_some() {
+            return Err(NamespaceError::ChildSetup(
+                "a container with a veth network or a published port cannot be detached: the runtime must stay to remove them"
+                    .into(),
+            ));
+        }
+        let pids = (self.waiter, self.pid());
+        self.waiter = Pid::from_raw(0); // Drop does nothing now
+        Ok(pids)
+    }
+    // ANCHOR_END: detach
 
     /// Sends a signal to the container's init, which passes it on to the command.
     pub fn signal(&self, signal: Signal) -> Result<(), NamespaceError> {
@@ -701,7 +742,13 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
         "fork() + execvp({:?}); init stays as PID 1 to reap and forward signals",
         program.display()
     ));
-    run_init(program, channel, &isolation.redirects())
+    let redirect = isolation.redirects();
+    let setup = CommandSetup {
+        redirect: &redirect,
+        start_gate: isolation.start_gate.as_deref(),
+        pre_exec: &isolation.pre_exec_hooks,
+    };
+    run_init(program, channel, &setup)
 }
 // ANCHOR_END: init_setup
 

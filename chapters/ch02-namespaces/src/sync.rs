@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use nix::unistd::{read, write};
+use nix::unistd::read;
 
 use crate::{Exit, NamespaceError};
 
@@ -25,6 +25,8 @@ pub enum Message {
     InitPid(i32),
     /// child: the command has been exec'd.
     Running,
+    /// child: the command is forked and waits at the start gate (OCI "created").
+    Created,
     /// child: exec of the command failed with this errno.
     ExecFailed(i32),
     /// child: a set-up step failed, with the reason.
@@ -44,6 +46,7 @@ impl Message {
             Message::NamespacesReady => vec![b'N'],
             Message::InitPid(pid) => [&[b'P'][..], &pid.to_ne_bytes()].concat(),
             Message::Running => vec![b'R'],
+            Message::Created => vec![b'K'],
             Message::ExecFailed(errno) => [&[b'E'][..], &errno.to_ne_bytes()].concat(),
             Message::Failed(reason) => [&[b'F'][..], reason.as_bytes()].concat(),
             Message::Exited(Exit::Code(code)) => [&[b'C'][..], &code.to_ne_bytes()].concat(),
@@ -63,6 +66,7 @@ impl Message {
             b'N' => Message::NamespacesReady,
             b'P' => Message::InitPid(int(rest)?),
             b'R' => Message::Running,
+            b'K' => Message::Created,
             b'E' => Message::ExecFailed(int(rest)?),
             b'F' => Message::Failed(String::from_utf8_lossy(rest).into_owned()),
             b'C' => Message::Exited(Exit::Code(int(rest)?)),
@@ -99,11 +103,16 @@ impl AsRawFd for Channel {
 }
 
 impl Channel {
-    /// Sends one message.
+    /// Sends one message. `MSG_NOSIGNAL`: a detached container's init may outlive the runtime
+    /// that started it, and writing to the closed channel must not kill it with SIGPIPE.
     pub fn send(&self, message: &Message) -> Result<(), Errno> {
         let bytes = message.encode();
         loop {
-            match write(self.0.as_fd(), &bytes) {
+            match nix::sys::socket::send(
+                self.0.as_raw_fd(),
+                &bytes,
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
@@ -142,6 +151,7 @@ mod tests {
             Message::NamespacesReady,
             Message::InitPid(4242),
             Message::Running,
+            Message::Created,
             Message::ExecFailed(2),
             Message::Failed("mount /proc: EPERM".into()),
             Message::Exited(Exit::Code(3)),

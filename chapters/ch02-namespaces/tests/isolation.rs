@@ -215,3 +215,73 @@ fn dropping_a_running_child_kills_and_cleans_it_up() {
     // A parallel test may already have a new device by the same name; ours had this index.
     assert_ne!(ifindex_of(&device), ifindex, "{device} is gone");
 }
+
+#[test]
+fn a_start_gate_holds_the_command_until_opened() {
+    if !require_root("a_start_gate_holds_the_command_until_opened") {
+        return;
+    }
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let scratch = ScratchDir::new("gate").unwrap();
+    let gate = scratch.join("exec.fifo");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (reader, writer) = pipe().unwrap();
+    let child = Isolation::new([Namespace::Pid, Namespace::Mount])
+        .stdout(writer)
+        .start_gate(&gate)
+        .unwrap()
+        .spawn(&program(&["sh", "-c", "echo started"]))
+        .unwrap();
+    // Created: the command waits at the gate and has printed nothing.
+    let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+    assert_eq!(
+        poll(&mut fds, PollTimeout::from(300u16)).unwrap(),
+        0,
+        "the command ran before start"
+    );
+    // start: open the gate for reading; the command writes one byte there and goes on.
+    let mut byte = [0u8; 1];
+    File::open(&gate).unwrap().read_exact(&mut byte).unwrap();
+    let mut out = String::new();
+    File::from(reader).read_to_string(&mut out).unwrap();
+    assert_eq!(out, "started\n");
+    assert_eq!(child.wait().unwrap(), Exit::Code(0));
+}
+
+#[test]
+fn a_detached_container_outlives_its_handle() {
+    if !require_root("a_detached_container_outlives_its_handle") {
+        return;
+    }
+    let child = Isolation::new([Namespace::Pid, Namespace::Mount])
+        .spawn(&program(&["sleep", "30"]))
+        .unwrap();
+    let (waiter, init) = child.detach().unwrap();
+    assert!(
+        Path::new(&format!("/proc/{init}")).exists(),
+        "still running after the handle is gone"
+    );
+    nix::sys::signal::kill(init, Signal::SIGKILL).unwrap();
+    // We are still the waiter's parent here (a real `create` exits and leaves that to init).
+    let status = nix::sys::wait::waitpid(waiter, None).unwrap();
+    assert!(
+        matches!(status, nix::sys::wait::WaitStatus::Exited(_, _)),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_failing_pre_exec_step_fails_the_spawn_with_its_reason() {
+    if !require_root("a_failing_pre_exec_step_fails_the_spawn_with_its_reason") {
+        return;
+    }
+    let err = Isolation::new([Namespace::Pid, Namespace::Mount])
+        .pre_exec(std::sync::Arc::new(|| {
+            Err("dropping capabilities: EPERM".to_string())
+        }))
+        .spawn(&program(&["true"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dropping capabilities: EPERM"), "{err}");
+}
