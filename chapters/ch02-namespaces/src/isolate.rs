@@ -89,6 +89,8 @@ impl fmt::Debug for Isolation {
             .field("publish", &self.publish)
             .field("parent_hooks", &self.parent_hooks.len())
             .field("child_hooks", &self.child_hooks.len())
+            .field("start_gate", &self.start_gate)
+            .field("pre_exec_hooks", &self.pre_exec_hooks.len())
             .finish()
     }
 }
