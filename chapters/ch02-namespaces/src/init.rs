@@ -89,8 +89,16 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
                 // SAFETY: dup2 on descriptors this process owns; `to` is 0, 1 or 2.
                 unsafe { libc::dup2(from, to) };
             }
+            for &(from, _) in setup.redirect {
+                if from > 2 {
+                    // The copy at 0–2 is what the command gets; the original (often a pipe made
+                    // without close-on-exec) must not leak into it.
+                    // SAFETY: closing a descriptor of this process that nothing here uses again.
+                    unsafe { libc::close(from) };
+                }
+            }
             if let Some(gate) = setup.start_gate {
-                wait_at_gate(gate, channel);
+                wait_at_gate(gate, setup.start_gate_fd, channel);
             }
             for hook in setup.pre_exec {
                 if let Err(reason) = hook() {
@@ -150,16 +158,30 @@ pub struct CommandSetup<'a> {
     /// A FIFO to wait at before anything else: the OCI "created" state. Opening a FIFO for
     /// writing blocks until somebody opens it for reading — `start` does, and the command goes.
     pub start_gate: Option<&'a std::ffi::CStr>,
+    /// An `O_PATH` descriptor of the gate, opened before the root changed: the command reopens
+    /// it through `/proc/self/fd/N`, as runc does with its `exec.fifo`.
+    pub start_gate_fd: Option<RawFd>,
     /// Steps just before `exec`, after the gate (later chapters drop capabilities here).
     pub pre_exec: &'a [crate::ChildHook],
 }
 
 // ANCHOR: gate
 /// Blocks until `start` opens the gate FIFO for reading, then tells it so with one byte.
-fn wait_at_gate(gate: &std::ffi::CStr, channel: &Channel) {
+///
+/// Through `/proc/self/fd/<held>` when init holds the gate open (the path itself may be outside
+/// the container's new root); by its path where there is no such `/proc`.
+fn wait_at_gate(gate: &std::ffi::CStr, held: Option<RawFd>, channel: &Channel) {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
-    match open(gate, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+    let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    let opened = match held {
+        Some(fd) => match open(format!("/proc/self/fd/{fd}").as_str(), flags, Mode::empty()) {
+            Err(Errno::ENOENT) => open(gate, flags, Mode::empty()),
+            other => other,
+        },
+        None => open(gate, flags, Mode::empty()),
+    };
+    match opened {
         Ok(fd) => {
             let _ = nix::unistd::write(&fd, b"0");
         }

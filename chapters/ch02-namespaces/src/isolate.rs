@@ -723,6 +723,19 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
         }
         note("mount(\"/\", MS_REC|MS_PRIVATE): mounts made here stay here");
     }
+    // The gate is a host path, which a hook may take out of sight (chapter 4's pivot_root):
+    // hold it open (O_PATH: no reader is needed for that) so the command can still reach it.
+    let gate_fd = isolation.start_gate.as_deref().map(|gate| {
+        use nix::fcntl::{open, OFlag};
+        match open(
+            gate,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) => fail(channel, &format!("opening the start gate {gate:?}: {e}")),
+        }
+    });
     for hook in &isolation.child_hooks {
         if let Err(e) = hook() {
             fail(channel, &e);
@@ -748,6 +761,7 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
     let setup = CommandSetup {
         redirect: &redirect,
         start_gate: isolation.start_gate.as_deref(),
+        start_gate_fd: gate_fd.as_ref().map(|fd| fd.as_raw_fd()),
         pre_exec: &isolation.pre_exec_hooks,
     };
     run_init(program, channel, &setup)

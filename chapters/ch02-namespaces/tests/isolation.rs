@@ -250,6 +250,42 @@ fn a_start_gate_holds_the_command_until_opened() {
 }
 
 #[test]
+fn the_start_gate_still_works_when_a_hook_hides_its_path() {
+    if !require_root("the_start_gate_still_works_when_a_hook_hides_its_path") {
+        return;
+    }
+    let scratch = ScratchDir::new("gate-hidden").unwrap();
+    let gate = scratch.join("exec.fifo");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (reader, writer) = pipe().unwrap();
+    // Like chapter 4's pivot_root: after this hook, the gate's path leads nowhere inside.
+    let dir = scratch.path().to_path_buf();
+    let hide = std::sync::Arc::new(move || {
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| e.to_string())
+    });
+    let child = Isolation::new([Namespace::Pid, Namespace::Mount])
+        .stdout(writer)
+        .child_hook(hide)
+        .start_gate(&gate)
+        .unwrap()
+        .spawn(&program(&["sh", "-c", "echo started"]))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    File::open(&gate).unwrap().read_exact(&mut byte).unwrap();
+    let mut out = String::new();
+    File::from(reader).read_to_string(&mut out).unwrap();
+    assert_eq!(out, "started\n");
+    assert_eq!(child.wait().unwrap(), Exit::Code(0));
+}
+
+#[test]
 fn a_detached_container_outlives_its_handle() {
     if !require_root("a_detached_container_outlives_its_handle") {
         return;

@@ -174,6 +174,60 @@ impl Cgroup {
     }
     // ANCHOR_END: create
 
+    // ANCHOR: open
+    /// Re-opens the existing cgroup `path` (made earlier, perhaps by another process: an OCI
+    /// runtime's `create` makes it, its `delete` removes it). Takes every directory of it that
+    /// exists — per v1 hierarchy, the cgroup2 twin on a hybrid host, or the one v2 directory —
+    /// and creates nothing. Errors if none exists.
+    ///
+    /// Like a created one, the handle removes the cgroup when dropped: call [`Cgroup::keep`] to
+    /// only look.
+    pub fn open(layout: &Layout, path: &CgroupPath) -> Result<Cgroup, CgroupError> {
+        let base = delegated_base(layout, geteuid(), &own_v2_cgroup())?;
+        let relative = base.join(path.as_path());
+        let mut dirs = Vec::new();
+        let mut add = |top: PathBuf, kind: DirKind| {
+            let dir = top.join(&relative);
+            if dir.is_dir() {
+                dirs.push(Dir {
+                    path: dir,
+                    top,
+                    kind,
+                });
+            }
+        };
+        match layout {
+            Layout::V1 { root } | Layout::Hybrid { root, .. } => {
+                for controller in V1Controller::ALL {
+                    add(root.join(controller.name()), DirKind::V1(controller));
+                }
+                if let Layout::Hybrid { unified, .. } = layout {
+                    add(unified.clone(), DirKind::HybridUnified);
+                }
+            }
+            Layout::V2 { root } => add(root.clone(), DirKind::V2),
+        }
+        if dirs.is_empty() {
+            return Err(CgroupError::Read {
+                file: layout.root().join(&relative),
+                reason: format!("cgroup {path} does not exist on this host"),
+            });
+        }
+        Ok(Cgroup {
+            layout: layout.clone(),
+            path: path.clone(),
+            dirs,
+            removed: false,
+        })
+    }
+    // ANCHOR_END: open
+
+    /// Lets go of the handle and leaves the cgroup on the host (with whatever is inside): the
+    /// opposite of dropping it, for a cgroup that outlives this process.
+    pub fn keep(mut self) {
+        self.removed = true;
+    }
+
     /// The cgroup's name.
     pub fn path(&self) -> &CgroupPath {
         &self.path

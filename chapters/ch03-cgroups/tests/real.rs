@@ -197,6 +197,40 @@ fn removing_kills_what_is_still_inside() {
 }
 
 #[test]
+fn an_existing_cgroup_reopens_kept_or_removed() {
+    if !require_root("an_existing_cgroup_reopens_kept_or_removed") {
+        return;
+    }
+    let layout = detect().unwrap();
+    let path = CgroupPath::unique("t-open");
+    let limits = Limits {
+        pids: Some(42),
+        ..Limits::default()
+    };
+    let (made, _) = Cgroup::create(&layout, &path, &limits).unwrap();
+    let dirs: Vec<PathBuf> = made.dirs().map(PathBuf::from).collect();
+    made.keep();
+    assert!(dirs.iter().all(|d| d.is_dir()), "keep() removed {dirs:?}");
+
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = Pid::from_raw(sleeper.id() as i32);
+    let opened = Cgroup::open(&layout, &path).unwrap();
+    let reopened: Vec<PathBuf> = opened.dirs().map(PathBuf::from).collect();
+    assert_eq!(reopened, dirs);
+    opened.add_process(pid).unwrap();
+    assert_eq!(opened.processes(), vec![pid]);
+    opened.keep();
+
+    let again = Cgroup::open(&layout, &path).unwrap();
+    assert_eq!(again.processes(), vec![pid]);
+    again.remove().unwrap();
+    let _ = sleeper.wait();
+    assert!(dirs.iter().all(|d| !d.exists()));
+    let err = Cgroup::open(&layout, &path).unwrap_err().to_string();
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
 fn a_container_killed_from_outside_leaves_no_cgroup() {
     if !require_root("a_container_killed_from_outside_leaves_no_cgroup") {
         return;

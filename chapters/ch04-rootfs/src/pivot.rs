@@ -22,6 +22,11 @@ pub struct RootfsSpec {
     pub devices: Vec<DeviceNode>,
     /// Host files or directories bind-mounted into the root (chapter 5's driver libraries).
     pub binds: Vec<BindMount>,
+    /// The caller mounts its own `/dev` before this step runs (an OCI config's `mounts` list
+    /// does): skip the default tmpfs `/dev`, which would hide it.
+    pub own_dev: bool,
+    /// The caller mounts its own `/sys`: skip the default read-only sysfs.
+    pub own_sys: bool,
 }
 
 /// A host device node to expose as `/dev/<name>` inside.
@@ -61,11 +66,15 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
     for dir in ["proc", "dev", "sys"] {
         ensure_dir(&root.join(dir))?;
     }
-    mount_dev(&root.join("dev"))?;
+    if !spec.own_dev {
+        mount_dev(&root.join("dev"))?;
+    }
     for device in &spec.devices {
         bind_device(&root.join("dev"), device)?;
     }
-    mount_sys(&root.join("sys"))?;
+    if !spec.own_sys {
+        mount_sys(&root.join("sys"))?;
+    }
     for bind in &spec.binds {
         bind_into(root, bind)?;
     }

@@ -214,6 +214,7 @@ fn extra_devices_and_read_only_binds_appear_inside() {
             target: "/usr/lib/boxlab/lib.so".into(),
             readonly: true,
         }],
+        ..RootfsSpec::default()
     };
     let (reader, writer) = nix::unistd::pipe().unwrap();
     let isolation = ch02_namespaces::Isolation::container_defaults().stdout(writer);

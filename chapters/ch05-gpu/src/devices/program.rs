@@ -58,6 +58,15 @@ impl Program {
         ];
         for rule in rules.iter().rev() {
             insns.extend(rule_block(rule));
+            // `a *:* rwm` matches every access: the rules before it (and the final deny)
+            // could never be reached, and the verifier refuses unreachable instructions.
+            if rule.kind == DeviceKind::All
+                && rule.major.is_none()
+                && rule.minor.is_none()
+                && rule.access == Access::ALL
+            {
+                return Program { insns };
+            }
         }
         insns.push(mov64_imm(R0, 0)); // no rule matched: deny
         insns.push(exit());
@@ -200,13 +209,31 @@ mod tests {
                 jmp_jne_imm(R5, 5, 2),        // 11: minor != 5 → 14
                 mov64_imm(R0, 0),             // 12: deny
                 exit(),                       // 13
-                // a *:* rwm: no test at all
+                // a *:* rwm: no test at all, and nothing after it (it would be unreachable,
+                // which the verifier refuses)
                 mov64_imm(R0, 1), // 14
-                exit(),
-                mov64_imm(R0, 0),
                 exit(),
             ]
         );
+    }
+
+    #[test]
+    fn rules_before_a_match_all_rule_are_left_out() {
+        // An OCI config's usual list: deny everything, then the allowed devices.
+        let mut rules = vec![
+            DeviceRule::parse("c 1:3 rwm", true).unwrap(),
+            DeviceRule::all(false),
+        ];
+        rules.extend(crate::devices::standard_rules());
+        let p = Program::build(&rules);
+        let tail = &p.insns()[p.insns().len() - 2..];
+        assert_eq!(tail, [mov64_imm(R0, 0), exit()]);
+        let c13 = p
+            .insns()
+            .iter()
+            .filter(|i| **i == jmp_jne_imm(R5, 3, 2))
+            .count();
+        assert_eq!(c13, 1, "only the standard c 1:3 rule tests minor 3:\n{p}");
     }
 
     #[test]

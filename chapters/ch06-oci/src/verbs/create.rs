@@ -1,0 +1,292 @@
+//! `create <id> --bundle DIR [--pid-file F]`: build the container and leave its command waiting
+//! at the start gate.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ch02_namespaces::{ChildHook, IsolatedChild, Isolation, Namespace};
+use ch03_cgroups::{confine, detect, Cgroup};
+use ch04_rootfs::pivot::RootfsSpec;
+use ch04_rootfs::with_rootfs_spec;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::{mkfifo, Pid};
+
+use crate::config::{load_bundle, plan_for, Bundle, Plan};
+use crate::log;
+use crate::mounts::mount_all;
+use crate::state::{check_id, save_record, start_time, Record, Store, EXEC_FIFO};
+use crate::verbs::Globals;
+use crate::OciError;
+
+/// `create`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// Removes a half-made state directory unless disarmed: a failed `create` leaves nothing.
+pub(crate) struct DirGuard(Option<PathBuf>);
+
+impl DirGuard {
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A container spawned and waiting at its gate, not yet recorded.
+pub(crate) struct Spawned {
+    pub child: IsolatedChild,
+    pub cgroup: Arc<Cgroup>,
+    pub guard: DirGuard,
+    pub record: Record,
+    pub dir: PathBuf,
+}
+
+// ANCHOR: create
+/// Creates container `id` from the bundle and returns its record; the command waits at
+/// `<root>/<id>/exec.fifo` until [`start`](crate::verbs::start::start).
+pub fn create(
+    store: &Store,
+    id: &str,
+    options: &CreateOptions,
+    globals: &Globals,
+) -> Result<Record, OciError> {
+    let Spawned {
+        child,
+        cgroup,
+        guard,
+        mut record,
+        dir,
+    } = spawn(store, id, options, globals)?;
+    // From here the container lives on without us: our parent's subreaper (containerd's
+    // shim) or the host's init inherits the waiter.
+    let (waiter, init) = child.detach()?;
+    record.pid = init.as_raw();
+    record.waiter = waiter.as_raw();
+    record.start_time = start_time(init.as_raw()).unwrap_or(0);
+    let written = save_record(&dir, &record).and_then(|()| write_pid_file(options, init));
+    if let Err(e) = written {
+        let _ = kill(init, Signal::SIGKILL);
+        return Err(e); // the cgroup and the state directory go with `cgroup` and `guard`
+    }
+    keep(cgroup);
+    guard.disarm();
+    log::debug(&format!(
+        "created container {id}: init is pid {init}, waiting at {}",
+        dir.join(EXEC_FIFO).display()
+    ));
+    Ok(record)
+}
+// ANCHOR_END: create
+
+/// Lets the cgroup outlive this process (`delete` removes it).
+pub(crate) fn keep(cgroup: Arc<Cgroup>) {
+    match Arc::try_unwrap(cgroup) {
+        Ok(cgroup) => cgroup.keep(),
+        // Another handle still exists (cannot happen once the isolation is gone): keep it too.
+        Err(shared) => std::mem::forget(shared),
+    }
+}
+
+pub(crate) fn write_pid_file(options: &CreateOptions, init: Pid) -> Result<(), OciError> {
+    let Some(file) = &options.pid_file else {
+        return Ok(());
+    };
+    let tmp = file.with_extension("boxlab-tmp");
+    fs::write(&tmp, init.to_string())
+        .and_then(|()| fs::rename(&tmp, file))
+        .map_err(|e| OciError::io("writing the pid file", file, e))
+}
+
+// ANCHOR: spawn
+/// Everything of `create` up to a command waiting at the gate: check the config, then make
+/// the state directory, the gate, the cgroup (with its device rules), and the isolated child.
+/// On any error, what was made is removed again (guard, cgroup handle, child handle).
+pub(crate) fn spawn(
+    store: &Store,
+    id: &str,
+    options: &CreateOptions,
+    globals: &Globals,
+) -> Result<Spawned, OciError> {
+    check_id(id)?;
+    if globals.systemd_cgroup {
+        return Err(OciError::Unsupported {
+            what: "the systemd cgroup driver (--systemd-cgroup)".into(),
+            hint: "use cgroupfs (SystemdCgroup = false in containerd's runc options)",
+        });
+    }
+    if let Some(socket) = &options.console_socket {
+        return Err(OciError::Unsupported {
+            what: format!("a console (--console-socket {})", socket.display()),
+            hint: "set process.terminal to false",
+        });
+    }
+    if store.dir(id).exists() {
+        return Err(OciError::Exists {
+            id: id.to_string(),
+            dir: store.dir(id),
+        });
+    }
+    let bundle = load_bundle(&options.bundle)?;
+    let plan = plan_for(&bundle, id)?;
+    let security = security_steps(&bundle)?;
+
+    let dir = store.create_dir(id)?;
+    let guard = DirGuard(Some(dir.clone()));
+    let fifo = dir.join(EXEC_FIFO);
+    mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| OciError::Sys {
+        what: format!("mkfifo {}", fifo.display()),
+        errno: e,
+    })?;
+    // mkfifo applies the umask; the gate must be writable by the container's user.
+    let _ = fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622));
+
+    let layout = detect()?;
+    let (cgroup, written) = Cgroup::create(&layout, &plan.cgroup, &plan.limits)?;
+    for w in &written {
+        log::debug(&format!("cgroup: wrote {} = {}", w.file.display(), w.value));
+    }
+    let applied = ch05_gpu::devices::apply(&cgroup, &plan.device_rules)?;
+    log::debug(&format!(
+        "devices cgroup: {} v1 lines, eBPF program: {}",
+        applied.v1.len(),
+        applied.ebpf.is_some()
+    ));
+    let cgroup = Arc::new(cgroup);
+    let isolation = isolation(&bundle, &plan, security, &fifo, Arc::clone(&cgroup))?;
+    let child = isolation.spawn(&plan.program)?;
+    drop(isolation); // its copy of the cgroup handle goes with it
+
+    let record = Record {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_string(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: child.pid().as_raw(),
+        start_time: 0,
+        waiter: child.waiter_pid().as_raw(),
+        cgroup: plan.cgroup.to_string(),
+        created: log::rfc3339(std::time::SystemTime::now()),
+        owner: owner(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    Ok(Spawned {
+        child,
+        cgroup,
+        guard,
+        record,
+        dir,
+    })
+}
+// ANCHOR_END: spawn
+
+// ANCHOR: isolation
+/// Chapters 2–5 put together from the plan, in the order init runs them:
+/// join namespaces → the config's mounts → chapter 4's pivot → the security steps on the root →
+/// (chapter 2: /proc, hostname) → the gate → the security steps of the command's own process
+/// (sysctl, masked paths, rlimits, user, capabilities, seccomp last) → exec.
+fn isolation(
+    bundle: &Bundle,
+    plan: &Plan,
+    security: Security,
+    gate: &Path,
+    cgroup: Arc<Cgroup>,
+) -> Result<Isolation, OciError> {
+    let mut isolation = Isolation::new(plan.namespaces.iter().copied());
+    if plan.namespaces.contains(&Namespace::User) {
+        isolation = isolation
+            .uid_maps(plan.uid_maps.clone())
+            .gid_maps(plan.gid_maps.clone());
+    }
+    if let Some(name) = &plan.hostname {
+        isolation = isolation.hostname(name);
+    }
+    if log::debug_enabled() {
+        isolation = isolation.observe(Arc::new(|step: &str| log::debug(step)));
+    }
+    for (kind, path) in &plan.joins {
+        isolation = isolation.child_hook(join_hook(*kind, path.clone()));
+    }
+    let (root, mounts, devices) = (
+        bundle.rootfs.clone(),
+        plan.mounts.clone(),
+        plan.devices.clone(),
+    );
+    isolation = isolation.child_hook(Arc::new(move || mount_all(&root, &mounts, &devices)));
+    let rootfs = RootfsSpec {
+        path: bundle.rootfs.clone(),
+        readonly: plan.readonly,
+        own_dev: plan.own_dev,
+        own_sys: plan.own_sys,
+        ..RootfsSpec::default()
+    };
+    isolation = with_rootfs_spec(isolation, rootfs)?;
+    // Hooks run in order: these come after chapter 4's pivot.
+    for step in security.rootfs_steps {
+        isolation = isolation.child_hook(step);
+    }
+    for step in security.pre_exec {
+        isolation = isolation.pre_exec(step);
+    }
+    isolation = confine(isolation, cgroup);
+    Ok(isolation.start_gate(gate)?)
+}
+// ANCHOR_END: isolation
+
+// ANCHOR: join
+/// A step for init: `setns(2)` into the namespace file at `path` (a `/proc/<pid>/ns/net` or a
+/// bind-mounted `/var/run/netns/<name>`), before the root changes and the path disappears.
+fn join_hook(kind: Namespace, path: PathBuf) -> ChildHook {
+    Arc::new(move || {
+        let file = fs::File::open(&path)
+            .map_err(|e| format!("opening the {kind} namespace {}: {e}", path.display()))?;
+        nix::sched::setns(&file, kind.clone_flag())
+            .map_err(|e| format!("setns({}, {}): {e}", path.display(), kind.flag_name()))
+    })
+}
+// ANCHOR_END: join
+
+/// What the security settings add to the set-up (see `crate::security`).
+#[derive(Default)]
+struct Security {
+    rootfs_steps: Vec<ChildHook>,
+    pre_exec: Vec<ChildHook>,
+}
+
+// ANCHOR: security
+/// INTEGRATION POINT with `crate::security`: capabilities, no_new_privileges, rlimits, seccomp,
+/// sysctl, masked/readonly paths, user/groups. Computed (and checked) before anything is made.
+fn security_steps(bundle: &Bundle) -> Result<Security, OciError> {
+    let steps = crate::security::security_steps(&bundle.spec)
+        .map_err(|e| OciError::Security(e.to_string()))?;
+    for warning in &steps.warnings {
+        log::warn(warning);
+    }
+    Ok(Security {
+        rootfs_steps: steps.rootfs_steps,
+        pre_exec: steps.pre_exec,
+    })
+}
+// ANCHOR_END: security
+
+fn owner() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}

@@ -1,0 +1,75 @@
+//! `delete <id> [--force]`: remove a stopped (or, forced, a running) container: its processes,
+//! its cgroup and its state directory.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ch03_cgroups::{detect, Cgroup, CgroupPath};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::ContainerState;
+
+use crate::log;
+use crate::state::{process_is, Record, Store};
+use crate::OciError;
+
+// ANCHOR: delete
+/// Deletes container `id`. A running container needs `force` (and is killed); a created one is
+/// killed without it, as runc does. With `force`, a container that does not exist is no error.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
+    let container = match store.load(id) {
+        Ok(c) => c,
+        Err(OciError::NotFound { .. }) if force => return Ok(()),
+        Err(OciError::BadState { .. }) if force => {
+            let _ = fs::remove_dir_all(store.dir(id));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let record = &container.record;
+    if container.status() == ContainerState::Running && !force {
+        return Err(OciError::WrongState {
+            id: id.into(),
+            status: "running".into(),
+            hint: "stop it first (kill), or delete it with --force",
+        });
+    }
+    if process_is(record.pid, record.start_time) {
+        // SIGKILL to PID 1 of a PID namespace ends every process in it. Let chapter 2's waiter
+        // reap init before the cgroup goes (removing it kills the waiter too, which would
+        // leave init's zombie to whoever inherits it).
+        let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_is(record.pid, record.start_time) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        while Path::new(&format!("/proc/{}", record.pid)).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    destroy_cgroup(record, None);
+    fs::remove_dir_all(&container.dir)
+        .map_err(|e| OciError::io("removing the state directory", &container.dir, e))?;
+    log::debug(&format!("deleted container {id}"));
+    Ok(())
+}
+// ANCHOR_END: delete
+
+/// Removes the container's cgroup (killing what is left inside): through `handle` if we still
+/// hold it, else re-opened by its path. A cgroup that is already gone is fine.
+pub(crate) fn destroy_cgroup(record: &Record, handle: Option<Arc<Cgroup>>) {
+    let cgroup = match handle.map(Arc::try_unwrap) {
+        Some(Ok(cgroup)) => Some(cgroup),
+        Some(Err(_)) | None => detect()
+            .ok()
+            .zip(CgroupPath::new(&record.cgroup).ok())
+            .and_then(|(layout, path)| Cgroup::open(&layout, &path).ok()),
+    };
+    if let Some(cgroup) = cgroup {
+        if let Err(e) = cgroup.remove() {
+            log::warn(&format!("removing the cgroup of {}: {e}", record.id));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `run <id> --bundle DIR [--detach]`: create + start, and (without `--detach`) wait for the
+//! command and remove the container, exiting with the command's status.
+
+use nix::unistd::Pid;
+
+use crate::log;
+use crate::state::{save_record, start_time, Container, Store};
+use crate::verbs::create::{create, spawn, write_pid_file, CreateOptions, Spawned};
+use crate::verbs::delete::{delete, destroy_cgroup};
+use crate::verbs::start::{open_gate, start};
+use crate::verbs::Globals;
+use crate::OciError;
+
+// ANCHOR: run
+/// Runs container `id`; returns the exit status to exit with (0 at once with `detach`).
+pub fn run(
+    store: &Store,
+    id: &str,
+    options: &CreateOptions,
+    globals: &Globals,
+    detach: bool,
+) -> Result<i32, OciError> {
+    if detach {
+        create(store, id, options, globals)?;
+        if let Err(e) = start(store, id) {
+            let _ = delete(store, id, true);
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    // In the foreground we keep chapter 2's handle: it waits for the command and reaps.
+    let Spawned {
+        child,
+        cgroup,
+        guard,
+        mut record,
+        dir,
+    } = spawn(store, id, options, globals)?;
+    let init = child.pid();
+    record.start_time = start_time(init.as_raw()).unwrap_or(0);
+    save_record(&dir, &record)?;
+    write_pid_file(options, init)?;
+    let container = Container {
+        dir: dir.clone(),
+        record,
+    };
+    open_gate(&container)?;
+    // Ctrl-C and friends reach us: pass them on to the container's init, which passes them on.
+    ch02_namespaces::init::forward_signals_to(Pid::from_raw(init.as_raw()));
+    let exit = child.wait();
+    destroy_cgroup(&container.record, Some(cgroup));
+    drop(guard); // removes the state directory
+    let exit = exit?;
+    log::debug(&format!("container {id} ended: {exit:?}"));
+    Ok(exit.shell_code())
+}
+// ANCHOR_END: run
