@@ -25,16 +25,19 @@ pub enum V1Controller {
     Cpuset,
     /// Which device nodes may be opened; chapter 5 writes its rules.
     Devices,
+    /// Stops and thaws every process at once (`freezer.state`); chapter 6's `pause`.
+    Freezer,
 }
 
 impl V1Controller {
-    pub const ALL: [V1Controller; 6] = [
+    pub const ALL: [V1Controller; 7] = [
         V1Controller::Memory,
         V1Controller::Cpu,
         V1Controller::Cpuacct,
         V1Controller::Pids,
         V1Controller::Cpuset,
         V1Controller::Devices,
+        V1Controller::Freezer,
     ];
 
     /// The hierarchy's directory name under the root (`/sys/fs/cgroup/memory`).
@@ -46,6 +49,7 @@ impl V1Controller {
             V1Controller::Pids => "pids",
             V1Controller::Cpuset => "cpuset",
             V1Controller::Devices => "devices",
+            V1Controller::Freezer => "freezer",
         }
     }
 
@@ -57,7 +61,7 @@ impl V1Controller {
             V1Controller::Cpuacct => false,
             V1Controller::Pids => limits.pids.is_some(),
             V1Controller::Cpuset => limits.cpuset_cpus.is_some(),
-            V1Controller::Devices => false,
+            V1Controller::Devices | V1Controller::Freezer => false,
         }
     }
 }

@@ -108,24 +108,14 @@ pub fn format_line(format: LogFormat, level: &str, msg: &str, now: SystemTime) -
 }
 // ANCHOR_END: log_line
 
-/// `2024-05-01T12:34:56.789012345Z` (UTC), without a date crate: days since the epoch to a civil
-/// date with Howard Hinnant's algorithm.
+/// `2024-05-01T12:34:56.789012345Z` (UTC): chapter 4's RFC 3339 date (the builder's history
+/// timestamps) with the nanoseconds added.
 pub fn rfc3339(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let seconds = ch04_rootfs::build::diff::rfc3339(since.as_secs());
     format!(
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:09}Z",
+        "{}.{:09}Z",
+        seconds.trim_end_matches('Z'),
         since.subsec_nanos()
     )
 }

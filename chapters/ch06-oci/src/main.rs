@@ -8,6 +8,10 @@
 //! ch06-oci state ID | list | ps ID           look
 //! ch06-oci kill ID [SIGNAL] [--all]          signal
 //! ch06-oci delete [--force] ID               remove
+//! ch06-oci exec ID [--detach] -- CMD...      run another process inside
+//! ch06-oci pause ID | resume ID              freeze, thaw
+//! ch06-oci events ID [--stats]               cgroup statistics
+//! ch06-oci features                          what this runtime supports
 //! ```
 
 mod demo;
@@ -123,6 +127,44 @@ enum Verb {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run another process in a running container.
+    Exec {
+        /// A JSON OCI process (what containerd passes); replaces the command, --env and --cwd.
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        /// Return at once, leaving the process running.
+        #[arg(short, long)]
+        detach: bool,
+        /// Write the process's host pid here.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Add (or replace) an environment variable: K=V.
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// The working directory inside the container.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        id: String,
+        /// The command and its arguments.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Print the container's cgroup statistics as JSON.
+    Events {
+        /// Print them once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// How often to print them (5s, 500ms, 1m).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Print what this runtime supports, as JSON.
+    Features,
     /// List the processes of a container.
     Ps {
         /// table or json
@@ -184,6 +226,43 @@ fn run(cli: Cli) -> Result<i32> {
                 verbs::list::render(&verbs::list::list(&store), json, quiet)
             );
         }
+        Verb::Exec {
+            process,
+            detach,
+            pid_file,
+            env,
+            cwd,
+            id,
+            command,
+        } => {
+            let opts = verbs::exec::ExecOptions {
+                process,
+                detach,
+                pid_file,
+                env,
+                cwd,
+                args: command,
+            };
+            return Ok(verbs::exec::exec(&store, &id, &opts)?);
+        }
+        Verb::Pause { id } => verbs::pause::pause(&store, &id)?,
+        Verb::Resume { id } => verbs::pause::resume(&store, &id)?,
+        Verb::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if stats {
+                println!("{}", verbs::events::stats(&store, &id)?);
+            } else {
+                let interval = verbs::events::parse_interval(&interval)?;
+                verbs::events::watch(&store, &id, interval)?;
+            }
+        }
+        Verb::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&verbs::features::features())?
+        ),
         Verb::Ps { format, id } => {
             let json = output_format(&format)?;
             println!("{}", verbs::ps::ps(&store, &id, json)?.trim_end());

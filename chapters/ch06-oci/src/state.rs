@@ -171,7 +171,8 @@ impl Container {
     /// Created, running or stopped — read off the system now:
     /// - init gone (or its pid now belongs to another process) → stopped;
     /// - init alive and the start gate still there → created;
-    /// - init alive and the gate gone (`start` removed it) → running.
+    /// - init alive and the gate gone (`start` removed it) → running (or paused: see
+    ///   [`Container::paused`]).
     pub fn status(&self) -> ContainerState {
         if !process_is(self.record.pid, self.record.start_time) {
             return ContainerState::Stopped;
@@ -183,6 +184,22 @@ impl Container {
         }
     }
     // ANCHOR_END: status
+
+    /// Running, but its cgroup's freezer says frozen (`pause`). oci-spec's `ContainerState`
+    /// has no `Paused`, so [`Container::status_name`] and `state` add it.
+    pub fn paused(&self) -> bool {
+        self.status() == ContainerState::Running
+            && crate::verbs::pause::Freezer::of(self).is_some_and(|f| f.is_frozen())
+    }
+
+    /// `creating`, `created`, `running`, `paused` or `stopped`, as runc reports it.
+    pub fn status_name(&self) -> String {
+        if self.paused() {
+            "paused".into()
+        } else {
+            self.status().to_string()
+        }
+    }
 
     /// The OCI state, as `runc state` prints it. A stopped container has no pid.
     pub fn oci_state(&self) -> State {

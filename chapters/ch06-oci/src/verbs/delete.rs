@@ -32,7 +32,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
     if container.status() == ContainerState::Running && !force {
         return Err(OciError::WrongState {
             id: id.into(),
-            status: "running".into(),
+            status: container.status_name(),
             hint: "stop it first (kill), or delete it with --force",
         });
     }
@@ -41,6 +41,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
         // reap init before the cgroup goes (removing it kills the waiter too, which would
         // leave init's zombie to whoever inherits it).
         let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+        // A frozen process does not die until thawed.
+        if let Some(freezer) = crate::verbs::pause::Freezer::of(&container) {
+            if freezer.is_frozen() {
+                let _ = freezer.set(false);
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while process_is(record.pid, record.start_time) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

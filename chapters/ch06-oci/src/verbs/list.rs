@@ -26,7 +26,7 @@ pub fn list(store: &Store) -> Vec<Listed> {
             Listed {
                 id: c.record.id.clone(),
                 pid: state.pid().unwrap_or(0),
-                status: state.status().to_string(),
+                status: c.status_name(),
                 bundle: c.record.bundle.display().to_string(),
                 rootfs: c.record.rootfs.display().to_string(),
                 created: c.record.created.clone(),

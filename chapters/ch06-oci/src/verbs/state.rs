@@ -12,7 +12,17 @@ pub fn state(store: &Store, id: &str) -> Result<State, OciError> {
 
 /// As `runc state` prints it: indented JSON.
 pub fn state_json(store: &Store, id: &str) -> Result<String, OciError> {
-    let state = state(store, id)?;
+    let container = store.load(id)?;
+    let mut state =
+        serde_json::to_value(container.oci_state()).map_err(|e| OciError::BadState {
+            id: id.into(),
+            path: store.dir(id),
+            reason: e.to_string(),
+        })?;
+    if container.paused() {
+        // oci-spec's ContainerState has no Paused: runc's word, written in.
+        state["status"] = "paused".into();
+    }
     serde_json::to_string_pretty(&state).map_err(|e| OciError::BadState {
         id: id.into(),
         path: store.dir(id),

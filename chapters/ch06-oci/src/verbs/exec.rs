@@ -1,0 +1,349 @@
+//! `exec <id> [--process FILE] [--detach] [--pid-file F] [--env K=V]... [--cwd DIR] [-- CMD...]`:
+//! run one more process inside a running container.
+//!
+//! ```text
+//!  runtime ── fork ──▶ helper: join the cgroup, setns user → ipc, uts, net, pid, cgroup → mnt
+//!                        │     (+ the container's root)
+//!                        └─ fork ──▶ command (now PID n of the container's PID namespace):
+//!                                    chdir(cwd), the per-process security steps, execve
+//! ```
+//!
+//! `setns` into a PID namespace only changes where the caller's *children* go, hence the second
+//! fork. The helper reports the command's host pid (and any error before `execve`) over a
+//! close-on-exec pipe; without `--detach` it waits for the command and exits with its status.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use ch03_cgroups::{detect, Cgroup, CgroupPath};
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use oci_spec::runtime::{ContainerState, Process};
+
+use crate::config::load_bundle;
+use crate::state::Store;
+use crate::OciError;
+
+/// What `exec` runs, and how.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// `--process FILE`: a JSON OCI `Process` (what containerd passes); replaces the rest.
+    pub process: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    /// `--env K=V`, added to (or replacing in) the config's environment.
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub args: Vec<String>,
+}
+
+/// The namespaces `exec` joins, in order: the user namespace first (it grants the privileges
+/// the other joins need), the mount namespace last (after it, `/proc/<pid>/ns` of the host is
+/// out of reach).
+const ORDER: [(&str, CloneFlags); 7] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Builds the process to run from the options and the container's config.
+pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, OciError> {
+    if let Some(file) = &opts.process {
+        let text = fs::read_to_string(file).map_err(|e| OciError::io("reading", file, e))?;
+        let process: Process = serde_json::from_str(&text).map_err(|e| OciError::Config {
+            path: file.clone(),
+            reason: format!("not a valid OCI process: {e}"),
+        })?;
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(OciError::Missing {
+                field: "args (in --process)",
+                hint: "give the command to run in the process's \"args\"",
+            });
+        }
+        return Ok(process);
+    }
+    if opts.args.is_empty() {
+        return Err(OciError::Missing {
+            field: "a command",
+            hint: "give it after the id: exec ID -- CMD [ARG...], or pass --process FILE",
+        });
+    }
+    let mut process = template.clone();
+    process.set_args(Some(opts.args.clone()));
+    process.set_terminal(Some(false));
+    let mut env = process.env().clone().unwrap_or_default();
+    for kv in &opts.env {
+        let key = kv.split('=').next().unwrap_or("");
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(cwd) = &opts.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    Ok(process)
+}
+
+/// Runs the process in container `id`. Returns its exit status (0 with `--detach`).
+pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError> {
+    let container = store.load(id)?;
+    if container.status() != ContainerState::Running || container.paused() {
+        return Err(OciError::WrongState {
+            id: id.into(),
+            status: container.status_name(),
+            hint: "exec needs a running container (start it first)",
+        });
+    }
+    let bundle = load_bundle(&container.record.bundle)?;
+    let template = bundle.spec.process().clone().unwrap_or_default();
+    let process = build_process(&template, opts)?;
+    let (steps, warnings) = crate::security::process_steps(&bundle.spec, &process, 0)
+        .map_err(|e| OciError::Security(e.to_string()))?;
+    for w in &warnings {
+        crate::log::warn(w);
+    }
+    let init = container.record.pid;
+
+    // Everything the helper needs is opened here, in the runtime, before forking.
+    let namespaces = open_namespaces(init)?;
+    let root = File::open(format!("/proc/{init}/root")).map_err(|e| {
+        OciError::io(
+            "opening the container's root",
+            format!("/proc/{init}/root"),
+            e,
+        )
+    })?;
+    let cgroup = Cgroup::open(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
+    let program = CString::new(process.args().clone().unwrap_or_default()[0].clone())
+        .map_err(|_| OciError::invalid("process.args[0]", "", "contains a NUL byte"))?;
+    let argv = cstrings(process.args().clone().unwrap_or_default())?;
+    let env = cstrings(process.env().clone().unwrap_or_default())?;
+    let cwd = if process.cwd().as_os_str().is_empty() {
+        PathBuf::from("/")
+    } else {
+        process.cwd().clone()
+    };
+    let path_var = env
+        .iter()
+        .filter_map(|e| e.to_str().ok())
+        .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+
+    let (reader, writer) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| OciError::Sys {
+            what: "pipe2".into(),
+            errno,
+        })?;
+    // SAFETY: the runtime is single-threaded here; the helper only makes system calls, forks
+    // once more and exits.
+    let helper = match unsafe { fork() } {
+        Err(errno) => {
+            return Err(OciError::Sys {
+                what: "fork".into(),
+                errno,
+            })
+        }
+        Ok(ForkResult::Child) => {
+            drop(reader);
+            let mut report = File::from(writer);
+            let code = match helper_main(
+                &cgroup,
+                &namespaces,
+                &root,
+                &mut report,
+                opts.detach,
+                || command_main(&cwd, &program, &path_var, &argv, &env, &steps),
+            ) {
+                Ok(code) => code,
+                Err(msg) => {
+                    let _ = writeln!(report, "err:{msg}");
+                    126
+                }
+            };
+            // SAFETY: _exit in the forked child, without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    cgroup.keep();
+    drop(writer);
+    let mut text = String::new();
+    let _ = File::from(reader).read_to_string(&mut text);
+    let mut command_pid = None;
+    let mut error = None;
+    for line in text.lines() {
+        if let Some(pid) = line.strip_prefix("pid:") {
+            command_pid = pid.parse::<i32>().ok();
+        } else if let Some(msg) = line.strip_prefix("err:") {
+            error = Some(msg.to_string());
+        }
+    }
+    let helper_status = waitpid(helper, None);
+    if let Some(msg) = error {
+        return Err(OciError::Start {
+            id: id.into(),
+            reason: format!("exec: {msg}"),
+        });
+    }
+    if let (Some(file), Some(pid)) = (&opts.pid_file, command_pid) {
+        fs::write(file, pid.to_string()).map_err(|e| OciError::io("writing", file, e))?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    Ok(match helper_status {
+        Ok(WaitStatus::Exited(_, code)) => code,
+        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+        _ => 1,
+    })
+}
+
+fn cstrings(list: Vec<String>) -> Result<Vec<CString>, OciError> {
+    list.into_iter()
+        .map(|s| CString::new(s).map_err(|_| OciError::invalid("process", "", "a NUL byte")))
+        .collect()
+}
+
+/// Opens `/proc/<init>/ns/*` for every namespace the container does not share with us.
+fn open_namespaces(init: i32) -> Result<Vec<(&'static str, CloneFlags, OwnedFd)>, OciError> {
+    let mut found = Vec::new();
+    for (name, flag) in ORDER {
+        let theirs = format!("/proc/{init}/ns/{name}");
+        let Ok(their_meta) = fs::metadata(&theirs) else {
+            continue; // the kernel lacks this kind
+        };
+        let ours = fs::metadata(format!("/proc/self/ns/{name}")).ok();
+        if ours.is_some_and(|m| m.ino() == their_meta.ino() && m.dev() == their_meta.dev()) {
+            continue; // shared with the host: nothing to join
+        }
+        let file = File::open(&theirs).map_err(|e| OciError::io("opening", &theirs, e))?;
+        found.push((name, flag, OwnedFd::from(file)));
+    }
+    Ok(found)
+}
+
+// ANCHOR: setns
+/// The helper: into the cgroup, through the namespaces in order, then fork the command.
+fn helper_main(
+    cgroup: &Cgroup,
+    namespaces: &[(&'static str, CloneFlags, OwnedFd)],
+    root: &File,
+    report: &mut File,
+    detach: bool,
+    command: impl FnOnce() -> String,
+) -> Result<i32, String> {
+    // 1. The cgroup, from the host side (its files are out of sight once in the mount ns).
+    cgroup
+        .add_process(nix::unistd::getpid())
+        .map_err(|e| format!("joining the container's cgroup: {e}"))?;
+    // 2. user first, ..., mnt last.
+    for (name, flag, fd) in namespaces {
+        nix::sched::setns(fd.as_fd(), *flag).map_err(|e| format!("setns({name}): {e}"))?;
+    }
+    // 3. The container's root: setns(mnt) puts us at the namespace's root mount; make it the
+    //    root the container's init pivoted to.
+    nix::unistd::fchdir(root).map_err(|e| format!("fchdir to the container's root: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;
+    // 4. A PID namespace is entered by the children of whoever joined it.
+    // SAFETY: single-threaded helper; the child execs or _exits.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let msg = command();
+            let _ = writeln!(report, "err:{msg}");
+            // SAFETY: the forked command failed before execve.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            let _ = writeln!(report, "pid:{child}");
+            if detach {
+                return Ok(0);
+            }
+            // Close our end so the runtime sees EOF once the command has exec'd.
+            let _ = nix::unistd::close(std::os::fd::AsRawFd::as_raw_fd(report));
+            Ok(match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                _ => 1,
+            })
+        }
+    }
+}
+// ANCHOR_END: setns
+
+/// In the command's process, inside every namespace: cwd, security steps, execve. Returns only
+/// on failure, with why.
+fn command_main(
+    cwd: &Path,
+    program: &CString,
+    path_var: &str,
+    argv: &[CString],
+    env: &[CString],
+    steps: &[ch02_namespaces::ChildHook],
+) -> String {
+    if let Err(e) = nix::unistd::chdir(cwd) {
+        return format!("chdir({}): {e}", cwd.display());
+    }
+    let Some(path) = resolve(program, path_var) else {
+        return format!(
+            "{:?}: no such executable in the container (PATH={path_var})",
+            program
+        );
+    };
+    for step in steps {
+        if let Err(e) = step() {
+            return e;
+        }
+    }
+    match nix::unistd::execve(&path, argv, env) {
+        Err(e) => format!("execve({path:?}): {e}"),
+        Ok(never) => match never {},
+    }
+}
+
+/// `program` if it has a `/`, else the first executable file named so in `PATH`.
+fn resolve(program: &CString, path_var: &str) -> Option<CString> {
+    let name = program.to_str().ok()?;
+    if name.contains('/') {
+        return Some(program.clone());
+    }
+    path_var
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+        .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_needed_and_env_overrides() {
+        let mut template = Process::default();
+        template.set_env(Some(vec!["PATH=/bin".into(), "A=1".into()]));
+        let none = build_process(&template, &ExecOptions::default());
+        assert!(matches!(none, Err(OciError::Missing { .. })));
+        let opts = ExecOptions {
+            args: vec!["true".into()],
+            env: vec!["A=2".into()],
+            cwd: Some("/tmp".into()),
+            ..Default::default()
+        };
+        let p = build_process(&template, &opts).unwrap();
+        assert_eq!(p.args().clone().unwrap(), vec!["true".to_string()]);
+        assert_eq!(
+            p.env().clone().unwrap(),
+            vec!["PATH=/bin".to_string(), "A=2".to_string()]
+        );
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+    }
+}
