@@ -56,6 +56,13 @@ pub enum OciError {
         hint: &'static str,
     },
 
+    /// A signal for a container whose processes are gone. The words are runc's: containerd's
+    /// shim recognises "container not running" as "already gone" and carries on with delete.
+    #[error(
+        "container not running: '{id}' is stopped; there is no process left to signal (delete it)"
+    )]
+    NotRunning { id: String },
+
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,

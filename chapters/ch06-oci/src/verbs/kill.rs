@@ -32,11 +32,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, OciError> {
 pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<(), OciError> {
     let container = store.load(id)?;
     if container.status() == ContainerState::Stopped {
-        return Err(OciError::WrongState {
-            id: id.into(),
-            status: "stopped".into(),
-            hint: "there is no process left to signal; delete it",
-        });
+        return Err(OciError::NotRunning { id: id.into() });
     }
     if all {
         for pid in container_pids(&container)? {
