@@ -2,23 +2,15 @@
 //! in the cgroup's `devices` hierarchy decide what a container may open — on its own, without
 //! the eBPF program.
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::sync::Arc;
+use std::fs::{self};
 
-use ch01_process::exec::Program as Command;
-use ch02_namespaces::{Exit, Isolation, Namespace};
-use ch03_cgroups::{confine, detect, Cgroup, CgroupPath, Limits, V1Controller};
-use ch05_gpu::devices::{apply_v1, attached_programs, standard_rules, DeviceRule};
+use ch02_namespaces::Exit;
+use ch03_cgroups::{detect, Cgroup, CgroupPath, Limits, V1Controller};
+use ch05_gpu::devices::{apply_v1, attached_programs};
+mod common;
+
+use common::*;
 use labkit::require_root;
-use nix::unistd::pipe;
-
-fn rules_without_zero() -> Vec<DeviceRule> {
-    standard_rules()
-        .into_iter()
-        .filter(|r| (r.major, r.minor) != (Some(1), Some(5)))
-        .collect()
-}
 
 /// A new cgroup, or None (after saying so) where the host has no v1 devices hierarchy.
 fn cgroup_with_devices(label: &str) -> Option<Cgroup> {
@@ -39,27 +31,6 @@ fn cgroup_with_devices(label: &str) -> Option<Cgroup> {
         return None;
     }
     Some(cgroup)
-}
-
-fn run_in(cgroup: Cgroup, script: &str) -> (Exit, String) {
-    let cgroup = Arc::new(cgroup);
-    let (reader, writer) = pipe().unwrap();
-    let isolation = confine(
-        Isolation::new([Namespace::Mount, Namespace::Pid]).stdout(writer),
-        Arc::clone(&cgroup),
-    );
-    let child = isolation
-        .spawn(&Command::new(&["sh", "-c", script]).unwrap())
-        .unwrap();
-    drop(isolation);
-    let exit = child.wait().unwrap();
-    let mut out = String::new();
-    File::from(reader).read_to_string(&mut out).unwrap();
-    Arc::try_unwrap(cgroup)
-        .expect("the last handle")
-        .remove()
-        .unwrap();
-    (exit, out)
 }
 
 #[test]

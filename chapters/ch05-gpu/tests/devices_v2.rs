@@ -2,67 +2,23 @@
 //! attached to the cgroup's cgroup2 directory (on a hybrid host, its twin under
 //! /sys/fs/cgroup/unified), decides what a container may open — on its own, without the v1 list.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 
-use ch01_process::exec::Program as Command;
-use ch02_namespaces::{Exit, Isolation, Namespace};
-use ch03_cgroups::{confine, detect, Cgroup, CgroupPath, Limits};
+use ch02_namespaces::Exit;
+use ch03_cgroups::Cgroup;
 use ch05_gpu::devices::ebpf::{exit, jmp_ja, mov64_imm, R0};
 use ch05_gpu::devices::{
     allow_device_node, apply, apply_ebpf, attach_to_cgroup, attached_programs, load,
     standard_rules, DeviceError, DeviceRule, Program,
 };
+mod common;
+
+use common::*;
 use labkit::{require_root, ScratchDir};
 use nix::errno::Errno;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::unistd::pipe;
 
 const SCRIPT: &str = "cat /dev/null && echo null-ok; head -c1 /dev/zero 2>&1 || echo zero-denied";
-
-fn new_cgroup(label: &str) -> Cgroup {
-    Cgroup::create(
-        &detect().unwrap(),
-        &CgroupPath::unique(label),
-        &Limits::default(),
-    )
-    .unwrap()
-    .0
-}
-
-/// The standard devices without /dev/zero (c 1:5).
-fn rules_without_zero() -> Vec<DeviceRule> {
-    standard_rules()
-        .into_iter()
-        .filter(|r| (r.major, r.minor) != (Some(1), Some(5)))
-        .collect()
-}
-
-/// Runs `sh -c script` in a container (mount + PID namespaces) inside `cgroup`, returns how it
-/// ended and its output, and removes the cgroup.
-fn run_in(cgroup: Cgroup, script: &str) -> (Exit, String) {
-    let cgroup = Arc::new(cgroup);
-    let (reader, writer) = pipe().unwrap();
-    let isolation = confine(
-        Isolation::new([Namespace::Mount, Namespace::Pid]).stdout(writer),
-        Arc::clone(&cgroup),
-    );
-    let child = isolation
-        .spawn(&Command::new(&["sh", "-c", script]).unwrap())
-        .unwrap();
-    // The isolation holds a copy of the pipe's write end (and of the cgroup).
-    drop(isolation);
-    let exit = child.wait().unwrap();
-    let mut out = String::new();
-    File::from(reader).read_to_string(&mut out).unwrap();
-    Arc::try_unwrap(cgroup)
-        .expect("the last handle")
-        .remove()
-        .unwrap();
-    (exit, out)
-}
 
 /// None (after saying so) where the host has no cgroup2 mount: a pure cgroup v1 host.
 fn cgroup_with_unified(label: &str) -> Option<Cgroup> {
