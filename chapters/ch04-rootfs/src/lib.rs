@@ -6,6 +6,7 @@
 //! [`store`] keeps each layer unpacked once, by diff_id; [`overlay`] stacks them under a
 //! container. Registry pulls and the builder follow.
 
+pub mod args;
 pub mod build;
 mod container;
 pub mod dev;

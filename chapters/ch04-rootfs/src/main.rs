@@ -11,6 +11,7 @@ use ch01_process::exec::Program;
 use ch02_namespaces::args::IsolationArgs;
 use ch03_cgroups::args::LimitArgs;
 use ch03_cgroups::run::run_limited;
+use ch04_rootfs::args::RootfsArgs;
 use ch04_rootfs::image::{import_archive, OciLayout};
 use ch04_rootfs::image_run::prepare_image_container;
 use ch04_rootfs::registry::{pull, push, PullOptions, PushOptions};
@@ -27,13 +28,8 @@ struct Cli {
     #[command(subcommand)]
     verb: Option<Verb>,
 
-    /// The directory that becomes the container's `/`.
-    #[arg(long, value_name = "DIR")]
-    rootfs: Option<PathBuf>,
-
-    /// Make `/` read-only inside (docker's --read-only).
-    #[arg(long)]
-    read_only: bool,
+    #[command(flatten)]
+    root: RootfsArgs,
 
     #[command(flatten)]
     limits: LimitArgs,
@@ -174,14 +170,18 @@ fn run_command(cli: &Cli) -> Result<i32> {
     if cli.command.is_empty() {
         bail!("no command given: put it after `--`, e.g. ch04-rootfs --rootfs ./rootfs -- sh");
     }
-    let Some(rootfs) = &cli.rootfs else {
+    let Some(rootfs) = &cli.root.rootfs else {
         bail!(
             "no root filesystem: give --rootfs DIR (chapter 3 runs commands on the host's files)"
         );
     };
     let resolved = cli.limits.resolve()?;
     let program = Program::new(&cli.command)?;
-    let isolation = with_rootfs(cli.isolation.to_isolation("ch04")?, rootfs, cli.read_only)?;
+    let isolation = with_rootfs(
+        cli.isolation.to_isolation("ch04")?,
+        rootfs,
+        cli.root.read_only,
+    )?;
     let exit = run_limited(
         isolation,
         &resolved,

@@ -11,6 +11,7 @@ use ch01_process::exec::Program;
 use ch02_namespaces::args::IsolationArgs;
 use ch03_cgroups::args::LimitArgs;
 use ch03_cgroups::run::run_limited_with;
+use ch04_rootfs::args::RootfsArgs;
 use ch04_rootfs::pivot::RootfsSpec;
 use ch04_rootfs::with_rootfs_spec;
 use ch05_gpu::cdi::CdiRegistry;
@@ -58,13 +59,8 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     host_root: Option<PathBuf>,
 
-    /// The directory that becomes the container's `/`.
-    #[arg(long, value_name = "DIR")]
-    rootfs: Option<PathBuf>,
-
-    /// Make `/` read-only inside.
-    #[arg(long)]
-    read_only: bool,
+    #[command(flatten)]
+    root: RootfsArgs,
 
     #[command(flatten)]
     limits: LimitArgs,
@@ -101,7 +97,7 @@ fn run(cli: &Cli) -> Result<i32> {
             "no command given: put it after `--`, e.g. ch05-gpu --gpus all --rootfs ./rootfs -- sh"
         );
     }
-    let Some(rootfs) = &cli.rootfs else {
+    let Some(rootfs) = &cli.root.rootfs else {
         bail!("no root filesystem: give --rootfs DIR (the GPUs' device nodes go into its fresh /dev; --rootfs / uses the host's files)");
     };
     let plan = plan_from(cli)?;
@@ -111,7 +107,7 @@ fn run(cli: &Cli) -> Result<i32> {
     let state = StateDir::create().context("making a state directory under /run/boxlab")?;
     let mut spec = RootfsSpec {
         path: rootfs.clone(),
-        readonly: cli.read_only,
+        readonly: cli.root.read_only,
         ..RootfsSpec::default()
     };
     plan.extend_spec(&mut spec, state.path())?;

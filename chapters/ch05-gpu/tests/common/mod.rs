@@ -55,3 +55,16 @@ pub fn run_in(cgroup: Cgroup, script: &str) -> (Exit, String) {
         .unwrap();
     (exit, out)
 }
+
+/// A new cgroup if the host has the mechanism `has` checks for; otherwise None, after one line
+/// saying what is missing. CI's hosts are hybrid and have both mechanisms: under CI=true a
+/// missing one fails the test instead of hiding it.
+pub fn cgroup_having(label: &str, has: fn(&Cgroup) -> bool, missing: &str) -> Option<Cgroup> {
+    let cgroup = new_cgroup(label);
+    if has(&cgroup) {
+        return Some(cgroup);
+    }
+    assert!(!labkit::in_ci(), "CI=true but this host lacks {missing}");
+    eprintln!("skipped: this host lacks {missing}");
+    None
+}
