@@ -114,12 +114,9 @@ fn a_second_create_start_or_delete_is_refused_and_force_works() {
         return;
     }
     let lab = Lab::new("ch06-twice");
-    let out_dir = lab.scratch.join("out");
-    fs::create_dir(&out_dir).unwrap();
-    let bundle = lab.bundle(
+    let (out_dir, bundle) = lab.bundle_with_out(
         "bundle",
         &["sh", "-c", "touch /out/started; exec sleep 1000"],
-        |c| Lab::bind(c, &out_dir, "/out"),
     );
     let b = bundle.to_str().unwrap();
     let id = lab.id("twice");

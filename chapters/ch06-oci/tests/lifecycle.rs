@@ -16,12 +16,9 @@ fn create_waits_start_runs_kill_stops_delete_removes() {
         return;
     }
     let lab = Lab::new("ch06-life");
-    let out_dir = lab.scratch.join("out");
-    fs::create_dir(&out_dir).unwrap();
-    let bundle = lab.bundle(
+    let (out_dir, bundle) = lab.bundle_with_out(
         "bundle",
         &["sh", "-c", "touch /out/started; exec sleep 1000"],
-        |c| Lab::bind(c, &out_dir, "/out"),
     );
     let id = lab.id("life");
     let pid_file = lab.scratch.join("pid");

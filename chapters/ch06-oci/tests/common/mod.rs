@@ -80,6 +80,15 @@ impl Lab {
     }
 
     /// Adds a bind mount of host `source` at `destination` to a config.
+    /// A bundle running `args` with the lab's `out/` directory (returned first) bound at `/out`,
+    /// where the command leaves what the test checks.
+    pub fn bundle_with_out(&self, name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+        let out_dir = self.scratch.join("out");
+        fs::create_dir_all(&out_dir).unwrap();
+        let bundle = self.bundle(name, args, |c| Lab::bind(c, &out_dir, "/out"));
+        (out_dir, bundle)
+    }
+
     pub fn bind(config: &mut Value, source: &Path, destination: &str) {
         config["mounts"]
             .as_array_mut()
