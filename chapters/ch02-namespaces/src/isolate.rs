@@ -449,20 +449,27 @@ impl IsolatedChild {
 
     // ANCHOR: detach
     /// Lets the container live on without this handle (an OCI `create` returns while the
-    /// container waits at its start gate). Returns (waiter pid, init pid). The waiter will be
-    /// re-parented to our parent's subreaper, or to the host's init, which reaps it.
+    /// container waits at its start gate), and returns init's pid.
+    ///
+    /// The waiter is ended and reaped here: its only job was to pass init's exit status up to
+    /// us, and we are leaving. Init, orphaned, is adopted by the nearest subreaper among our
+    /// ancestors (containerd's shim, podman's conmon) or by the host's init — the process that
+    /// must see it exit, just as runc leaves its container's init to the shim. Init is not in
+    /// the waiter's PID namespace and has no parent-death signal, so it runs on untouched.
     ///
     /// Refused for a child with a veth or a published port: nobody would remove them.
-    pub fn detach(mut self) -> Result<(Pid, Pid), NamespaceError> {
+    pub fn detach(mut self) -> Result<Pid, NamespaceError> {
         if self.veth.is_some() || self.proxy.is_some() {
             return Err(NamespaceError::ChildSetup(
                 "a container with a veth network or a published port cannot be detached: the runtime must stay to remove them"
                     .into(),
             ));
         }
-        let pids = (self.waiter, self.pid());
+        let init = self.pid();
+        let _ = kill(self.waiter, Signal::SIGKILL);
+        let _ = waitpid(self.waiter, None);
         self.waiter = Pid::from_raw(0); // Drop does nothing now
-        Ok(pids)
+        Ok(init)
     }
     // ANCHOR_END: detach
 

@@ -293,16 +293,35 @@ fn a_detached_container_outlives_its_handle() {
     let child = Isolation::new([Namespace::Pid, Namespace::Mount])
         .spawn(&program(&["sleep", "30"]))
         .unwrap();
-    let (waiter, init) = child.detach().unwrap();
+    // Like containerd's shim: the orphaned init is adopted by us, and we reap it.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let init = child.detach().unwrap();
     assert!(
         Path::new(&format!("/proc/{init}")).exists(),
         "still running after the handle is gone"
     );
+    let parent = fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+    let ppid: i32 = parent
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        ppid,
+        std::process::id() as i32,
+        "init is adopted by the subreaper"
+    );
     nix::sys::signal::kill(init, Signal::SIGKILL).unwrap();
-    // We are still the waiter's parent here (a real `create` exits and leaves that to init).
-    let status = nix::sys::wait::waitpid(waiter, None).unwrap();
+    let status = nix::sys::wait::waitpid(init, None).unwrap();
     assert!(
-        matches!(status, nix::sys::wait::WaitStatus::Exited(_, _)),
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGKILL, _)
+        ),
         "{status:?}"
     );
 }

@@ -40,7 +40,8 @@ pub struct Record {
     /// Init's start time (`/proc/<pid>/stat` field 22, clock ticks since boot): a pid can be
     /// reused after init ends, the pair cannot.
     pub start_time: u64,
-    /// The host pid of chapter 2's waiter (init's parent), for whoever reaps it.
+    /// The host pid of chapter 2's waiter (init's parent) while a foreground `run` keeps it;
+    /// 0 once `create` has handed init over to its caller's subreaper.
     pub waiter: i32,
     /// The cgroup, as given to [`ch03_cgroups::CgroupPath::new`].
     pub cgroup: String,

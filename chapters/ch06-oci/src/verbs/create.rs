@@ -71,11 +71,11 @@ pub fn create(
         mut record,
         dir,
     } = spawn(store, id, options, globals)?;
-    // From here the container lives on without us: our parent's subreaper (containerd's
-    // shim) or the host's init inherits the waiter.
-    let (waiter, init) = child.detach()?;
+    // From here the container lives on without us: init is adopted by our caller's subreaper
+    // (containerd's shim, podman's conmon) or the host's init, which sees it exit and reaps it.
+    let init = child.detach()?;
     record.pid = init.as_raw();
-    record.waiter = waiter.as_raw();
+    record.waiter = 0;
     record.start_time = start_time(init.as_raw()).unwrap_or(0);
     let written = save_record(&dir, &record).and_then(|()| write_pid_file(options, init));
     if let Err(e) = written {

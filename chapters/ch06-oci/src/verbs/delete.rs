@@ -2,7 +2,6 @@
 //! its cgroup and its state directory.
 
 use std::fs;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +36,8 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
         });
     }
     if process_is(record.pid, record.start_time) {
-        // SIGKILL to PID 1 of a PID namespace ends every process in it. Let chapter 2's waiter
-        // reap init before the cgroup goes (removing it kills the waiter too, which would
-        // leave init's zombie to whoever inherits it).
+        // SIGKILL to PID 1 of a PID namespace ends every process in it. Init's zombie is for
+        // whoever adopted it (the shim, or the host's init) to reap; dead is enough for us.
         let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
         // A frozen process does not die until thawed.
         if let Some(freezer) = crate::verbs::pause::Freezer::of(&container) {
@@ -49,9 +47,6 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while process_is(record.pid, record.start_time) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        while Path::new(&format!("/proc/{}", record.pid)).exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -8,9 +8,9 @@ use nix::unistd::Pid;
 use crate::state::{Container, Store};
 use crate::OciError;
 
-/// The host pids of every process in the container's cgroup (none once it is gone) — except
-/// chapter 2's waiter, which sits in the cgroup but outside the container's PID namespace: it is
-/// the runtime's, waiting to pass on init's exit status.
+/// The host pids of every process in the container's cgroup (none once it is gone) — except,
+/// in a foreground `run`, chapter 2's waiter, which sits in the cgroup but outside the
+/// container's PID namespace: it is the runtime's, waiting to pass on init's exit status.
 pub fn container_pids(container: &Container) -> Result<Vec<Pid>, OciError> {
     let layout = detect()?;
     let path = CgroupPath::new(&container.record.cgroup)?;

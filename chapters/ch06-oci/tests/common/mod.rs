@@ -35,14 +35,14 @@ pub struct Lab {
     pub root: PathBuf,
     ids: RefCell<Vec<String>>,
     runs: RefCell<u32>,
-    /// Host pids of chapter 2's waiters of containers made here, to reap once they end.
-    waiters: RefCell<BTreeSet<i32>>,
+    /// Host pids of the inits of containers made here, to reap once they end.
+    inits: RefCell<BTreeSet<i32>>,
 }
 
 impl Lab {
     pub fn new(label: &str) -> Lab {
-        // A detached container's waiter is inherited by the nearest subreaper when `create`
-        // exits — containerd's shim in real life, this test process here — who must reap it.
+        // A created container's init is adopted by the nearest subreaper when `create` exits —
+        // containerd's shim in real life, this test process here — who must reap it.
         nix::sys::prctl::set_child_subreaper(true).unwrap();
         let scratch = ScratchDir::new(label).unwrap();
         let root = scratch.join("state");
@@ -51,7 +51,7 @@ impl Lab {
             root,
             ids: RefCell::new(Vec::new()),
             runs: RefCell::new(0),
-            waiters: RefCell::new(BTreeSet::new()),
+            inits: RefCell::new(BTreeSet::new()),
         }
     }
 
@@ -122,7 +122,7 @@ impl Lab {
             .stderr(File::create(&err_path).unwrap())
             .status()
             .unwrap();
-        self.note_waiters();
+        self.note_inits();
         Out {
             code: status.code(),
             stdout: fs::read_to_string(out_path).unwrap_or_default(),
@@ -130,16 +130,16 @@ impl Lab {
         }
     }
 
-    /// Remembers the waiter of every container recorded under the root now.
-    fn note_waiters(&self) {
+    /// Remembers the init of every container recorded under the root now.
+    fn note_inits(&self) {
         let Ok(entries) = fs::read_dir(&self.root) else {
             return;
         };
         for entry in entries.filter_map(Result::ok) {
             let record = fs::read_to_string(entry.path().join("state.json")).unwrap_or_default();
             if let Ok(record) = serde_json::from_str::<Value>(&record) {
-                if let Some(waiter) = record["waiter"].as_i64() {
-                    self.waiters.borrow_mut().insert(waiter as i32);
+                if let Some(init) = record["pid"].as_i64() {
+                    self.inits.borrow_mut().insert(init as i32);
                 }
             }
         }
@@ -179,10 +179,10 @@ impl Drop for Lab {
         for id in self.ids.borrow().iter() {
             let _ = self.oci(&["delete", "--force", id]);
         }
-        // Reap the waiters we inherited (only ours: other tests' children are theirs to wait).
+        // Reap the inits we adopted (only ours: other tests' children are theirs to wait).
         use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-        for &waiter in self.waiters.borrow().iter() {
-            let pid = nix::unistd::Pid::from_raw(waiter);
+        for &init in self.inits.borrow().iter() {
+            let pid = nix::unistd::Pid::from_raw(init);
             let deadline = Instant::now() + Duration::from_secs(5);
             while let Ok(WaitStatus::StillAlive) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
                 if Instant::now() > deadline {
