@@ -180,6 +180,12 @@ impl Program {
 #[derive(Debug)]
 pub struct ExecReportWriter(OwnedFd);
 
+impl std::os::fd::AsRawFd for ExecReportWriter {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+}
+
 /// The parent's end of an exec status pipe.
 #[derive(Debug)]
 pub struct ExecReportReader(OwnedFd);

@@ -10,7 +10,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use ch01_process::exec::{exec_report_pipe, ExecError, Program};
+use ch01_process::exec::{exec_report_pipe, ExecError, ExecReportWriter, Program};
 use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::waitpid;
@@ -84,32 +84,7 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
     let command = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(report_reader);
-            reset_signals();
-            for &(from, to) in setup.redirect {
-                // SAFETY: dup2 on descriptors this process owns; `to` is 0, 1 or 2.
-                unsafe { libc::dup2(from, to) };
-            }
-            for &(from, _) in setup.redirect {
-                if from > 2 {
-                    // The copy at 0–2 is what the command gets; the original (often a pipe made
-                    // without close-on-exec) must not leak into it.
-                    // SAFETY: closing a descriptor of this process that nothing here uses again.
-                    unsafe { libc::close(from) };
-                }
-            }
-            if let Some(gate) = setup.start_gate {
-                wait_at_gate(gate, setup.start_gate_fd, channel);
-            }
-            for hook in setup.pre_exec {
-                if let Err(reason) = hook() {
-                    let _ = channel.send(&Message::Failed(reason));
-                    // SAFETY: ending the forked command process before it runs anything.
-                    unsafe { libc::_exit(126) }
-                }
-            }
-            let errno = program.exec(Some(&report_writer));
-            // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
-            unsafe { libc::_exit(if errno == Errno::ENOENT { 127 } else { 126 }) }
+            exec_command(program, channel, setup, &report_writer)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(channel, &format!("fork of the command: {e}")),
@@ -149,6 +124,60 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
     }
 }
 // ANCHOR_END: init
+
+// ANCHOR: become_command
+/// Init becomes the command (runc's way): it says "created" if there is a start gate, waits
+/// there, and `exec`s in place. Whoever forked init reads `report` and tells the runtime how the
+/// `exec` went. Never returns.
+pub fn become_command(
+    program: &Program,
+    channel: &Channel,
+    setup: &CommandSetup,
+    report: &ExecReportWriter,
+) -> ! {
+    if setup.start_gate.is_some() {
+        let _ = channel.send(&Message::Created);
+    }
+    exec_command(program, channel, setup, report)
+}
+// ANCHOR_END: become_command
+
+/// The command's process, between `fork` (or init itself, with
+/// [`command_is_init`](crate::Isolation::command_is_init)) and `exec`: clean signals, its
+/// stdout/stderr, the start gate, the pre-exec steps, then `exec`. Never returns.
+fn exec_command(
+    program: &Program,
+    channel: &Channel,
+    setup: &CommandSetup,
+    report: &ExecReportWriter,
+) -> ! {
+    reset_signals();
+    for &(from, to) in setup.redirect {
+        // SAFETY: dup2 on descriptors this process owns; `to` is 0, 1 or 2.
+        unsafe { libc::dup2(from, to) };
+    }
+    for &(from, _) in setup.redirect {
+        if from > 2 {
+            // The copy at 0–2 is what the command gets; the original (often a pipe made
+            // without close-on-exec) must not leak into it.
+            // SAFETY: closing a descriptor of this process that nothing here uses again.
+            unsafe { libc::close(from) };
+        }
+    }
+    if let Some(gate) = setup.start_gate {
+        wait_at_gate(gate, setup.start_gate_fd, channel);
+    }
+    for hook in setup.pre_exec {
+        if let Err(reason) = hook() {
+            let _ = channel.send(&Message::Failed(reason));
+            // SAFETY: ending the forked command process before it runs anything.
+            unsafe { libc::_exit(126) }
+        }
+    }
+    let errno = program.exec(Some(report));
+    // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
+    unsafe { libc::_exit(if errno == Errno::ENOENT { 127 } else { 126 }) }
+}
 
 /// What the command's process does between `fork` and `exec`.
 #[derive(Default)]

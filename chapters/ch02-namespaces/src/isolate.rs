@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use ch01_process::child::fork_child;
-use ch01_process::exec::{ExecError, Program};
+use ch01_process::exec::{exec_report_pipe, ExecError, ExecReportWriter, Program};
 use ch01_process::status::wait_for_end;
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
@@ -32,7 +32,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::idmap::{write_id_maps, IdMap};
-use crate::init::{fail, run_init, CommandSetup};
+use crate::init::{become_command, fail, run_init, CommandSetup};
 use crate::mounts::{make_mounts_private, mount_fresh_proc};
 use crate::network::{loopback_up, Veth};
 use crate::port::{PortMapping, PortProxy};
@@ -76,6 +76,7 @@ pub struct Isolation {
     observer: Option<Observer>,
     start_gate: Option<std::ffi::CString>,
     pre_exec_hooks: Vec<ChildHook>,
+    command_is_init: bool,
 }
 
 impl fmt::Debug for Isolation {
@@ -91,6 +92,7 @@ impl fmt::Debug for Isolation {
             .field("child_hooks", &self.child_hooks.len())
             .field("start_gate", &self.start_gate)
             .field("pre_exec_hooks", &self.pre_exec_hooks.len())
+            .field("command_is_init", &self.command_is_init)
             .finish()
     }
 }
@@ -186,6 +188,21 @@ impl Isolation {
         self.pre_exec_hooks.push(hook);
         self
     }
+
+    // ANCHOR: command_is_init
+    /// Makes the command itself the container's init: after the set-up, init `exec`s the
+    /// command in place (it becomes PID 1) instead of forking it and staying in front of it.
+    ///
+    /// This is what runc and crun do: the OCI `process` is PID 1, `kill` reaches it directly,
+    /// and no process of the runtime stays inside the container (its `/proc/1/exe` is the
+    /// command, not the runtime binary). The price is the one `docker run --init` exists for: a
+    /// command that was not written as PID 1 neither reaps orphans nor dies of a `SIGTERM` it
+    /// has no handler for.
+    pub fn command_is_init(mut self) -> Self {
+        self.command_is_init = true;
+        self
+    }
+    // ANCHOR_END: command_is_init
 
     /// Gives the command this stdout instead of ours.
     ///
@@ -684,13 +701,35 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         ));
     }
 
+    // When the command is init, init's exec is the command's: we learn how it went from a
+    // close-on-exec pipe, as chapter 1's cold start does, and tell the runtime "running".
+    let report = if isolation.command_is_init {
+        match exec_report_pipe() {
+            Ok((reader, writer)) => Some((reader, writer)),
+            Err(e) => fail(channel, &e.to_string()),
+        }
+    } else {
+        None
+    };
     let mut keep = vec![channel.as_raw_fd()];
     keep.extend(isolation.redirects().iter().map(|&(from, _)| from));
-    let init = match fork_child(&keep, || init_main(isolation, program, channel)) {
+    keep.extend(report.as_ref().map(|(_, writer)| writer.as_raw_fd()));
+    let report_writer = report.as_ref().map(|(_, writer)| writer);
+    let init = match fork_child(&keep, || {
+        init_main(isolation, program, channel, report_writer)
+    }) {
         Ok(pid) => pid,
         Err(e) => fail(channel, &format!("fork of init: {e}")),
     };
     let _ = channel.send(&Message::InitPid(init.as_raw()));
+    if let Some((reader, writer)) = report {
+        drop(writer);
+        let _ = channel.send(&match reader.wait_for_exec(program) {
+            Ok(()) => Message::Running,
+            Err(ExecError::Exec { errno, .. }) => Message::ExecFailed(errno as i32),
+            Err(other) => Message::Failed(other.to_string()),
+        });
+    }
     let inside = if has(Namespace::Pid) {
         "PID 1 in the new PID namespace"
     } else {
@@ -714,7 +753,12 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
 
 // ANCHOR: init_setup
 /// The container's init: finishes the set-up that must happen inside, then runs the command.
-fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
+fn init_main(
+    isolation: &Isolation,
+    program: &Program,
+    channel: &Channel,
+    exec_report: Option<&ExecReportWriter>,
+) -> ! {
     let has = |ns| isolation.has(ns);
     let note = |text: &str| {
         if isolation.observer.is_some() {
@@ -760,10 +804,6 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
         }
         note(&format!("sethostname({name:?})"));
     }
-    note(&format!(
-        "fork() + execvp({:?}); init stays as PID 1 to reap and forward signals",
-        program.display()
-    ));
     let redirect = isolation.redirects();
     let setup = CommandSetup {
         redirect: &redirect,
@@ -771,6 +811,17 @@ fn init_main(isolation: &Isolation, program: &Program, channel: &Channel) -> ! {
         start_gate_fd: gate_fd.as_ref().map(|fd| fd.as_raw_fd()),
         pre_exec: &isolation.pre_exec_hooks,
     };
+    if let Some(report) = exec_report.filter(|_| isolation.command_is_init) {
+        note(&format!(
+            "execvp({:?}) in place: the command itself is PID 1",
+            program.display()
+        ));
+        become_command(program, channel, &setup, report)
+    }
+    note(&format!(
+        "fork() + execvp({:?}); init stays as PID 1 to reap and forward signals",
+        program.display()
+    ));
     run_init(program, channel, &setup)
 }
 // ANCHOR_END: init_setup

@@ -340,3 +340,46 @@ fn a_failing_pre_exec_step_fails_the_spawn_with_its_reason() {
         .to_string();
     assert!(err.contains("dropping capabilities: EPERM"), "{err}");
 }
+
+#[test]
+fn with_command_is_init_the_command_itself_is_pid_1() {
+    if !require_root("with_command_is_init_the_command_itself_is_pid_1") {
+        return;
+    }
+    let script = "echo $$; readlink /proc/1/exe; exit 3";
+    // Default: chapter 2's init (a fork of this very binary) is PID 1, the command its child.
+    let (status, out) = run_captured(
+        Isolation::new([Namespace::Pid, Namespace::Mount]),
+        &["sh", "-c", script],
+    );
+    assert_eq!(status, Exit::Code(3));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "2", "{out}");
+    assert_eq!(
+        lines[1],
+        fs::read_link("/proc/self/exe").unwrap().to_str().unwrap()
+    );
+    // runc's way: init execs the command in place.
+    let (status, out) = run_captured(
+        Isolation::new([Namespace::Pid, Namespace::Mount]).command_is_init(),
+        &["sh", "-c", script],
+    );
+    assert_eq!(status, Exit::Code(3), "the exit status still comes through");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "{out}");
+    let shell = fs::canonicalize(Path::new("/bin/sh")).unwrap();
+    assert_eq!(Path::new(lines[1]), shell, "{out}");
+}
+
+#[test]
+fn with_command_is_init_a_missing_command_is_still_reported() {
+    if !require_root("with_command_is_init_a_missing_command_is_still_reported") {
+        return;
+    }
+    let err = Isolation::new([Namespace::Pid, Namespace::Mount])
+        .command_is_init()
+        .spawn(&program(&["/no/such/command"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/no/such/command"), "{err}");
+}

@@ -67,7 +67,7 @@ pub fn run() -> Result<i32> {
     println!("\nStep 2. create: namespaces, cgroup, root filesystem — and the command waits at exec.fifo");
     step(&["create", "--bundle", &bundle_arg, "demo"])?;
     step(&["state", "demo"])?;
-    println!("  (the status is \"created\": PID 1 and the command exist, the command has not run)");
+    println!("  (the status is \"created\": PID 1 exists, set up and waiting at the gate; the command has not run)");
 
     println!("\nStep 3. start: open exec.fifo for reading; the command goes on to exec");
     step(&["start", "demo"])?;

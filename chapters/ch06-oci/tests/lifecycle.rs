@@ -54,7 +54,17 @@ fn create_waits_start_runs_kill_stops_delete_removes() {
     assert_eq!(lab.state(&id)["status"], "running");
     assert!(!lab.state_dir(&id).join("exec.fifo").exists());
 
+    // The command is PID 1 (runc's way), and PID 1 gets no default signal actions: `sleep` has
+    // no TERM handler, so TERM is dropped — why `docker stop` waits, then sends KILL.
     let out = lab.oci(&["kill", &id, "TERM"]);
+    assert!(out.ok(), "kill: {out:?}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        lab.state(&id)["status"],
+        "running",
+        "PID 1 died of an unhandled TERM"
+    );
+    let out = lab.oci(&["kill", &id, "KILL"]);
     assert!(out.ok(), "kill: {out:?}");
     lab.wait_status(&id, "stopped");
     assert!(lab.state(&id).get("pid").is_none());
@@ -96,7 +106,8 @@ fn run_passes_the_exit_status_and_the_config_reaches_inside() {
     let out = lab.oci(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
     assert_eq!(out.code, Some(7), "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines, ["box-test", "FOO=bar baz", "/tmp", "2"], "{out:?}");
+    // `echo $$` says 1: the config's process is the container's PID 1, as with runc.
+    assert_eq!(lines, ["box-test", "FOO=bar baz", "/tmp", "1"], "{out:?}");
     // A foreground run removes the container when it ends, as runc's does.
     assert!(!lab.state_dir(&id).exists());
     assert!(cgroup_dirs(&id).is_empty());
@@ -217,7 +228,7 @@ fn the_demo_walks_a_container_through_the_verbs() {
     );
     for expected in [
         "\"status\": \"created\"",
-        "container wrote: hello from PID 2 on boxlab-oci",
+        "container wrote: hello from PID 1 on boxlab-oci",
         "\"status\": \"running\"",
         "$ ch06-oci --root $STATE delete demo",
     ] {

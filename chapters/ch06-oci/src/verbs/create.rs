@@ -205,7 +205,8 @@ fn isolation(
     gate: &Path,
     cgroup: Arc<Cgroup>,
 ) -> Result<Isolation, OciError> {
-    let mut isolation = Isolation::new(plan.namespaces.iter().copied());
+    // runc's way: the config's process is the container's PID 1, not a child of ours.
+    let mut isolation = Isolation::new(plan.namespaces.iter().copied()).command_is_init();
     if plan.namespaces.contains(&Namespace::User) {
         isolation = isolation
             .uid_maps(plan.uid_maps.clone())
