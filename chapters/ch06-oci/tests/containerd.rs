@@ -14,20 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cgroup_dirs, BIN};
+use common::{cgroup_dirs, have, BIN};
 use labkit::{busybox_rootfs, require_root, ScratchDir};
 
 const NS: &str = "boxlab";
 const IMAGE: &str = "docker.io/library/boxlab-busybox:1";
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
 
 /// A containerd daemon of our own, killed and reaped on drop (panics included), after every
 /// task and container it ran has been removed, its shims stopped and its cgroups gone.

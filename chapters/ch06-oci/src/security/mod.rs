@@ -203,8 +203,8 @@ pub fn process_steps(
         .and_then(|l| l.seccomp().as_ref())
         .map(seccomp::SeccompPlan::from_spec)
         .transpose()?;
-    if let Some(plan) = &seccomp {
-        warnings.extend(plan.warnings.iter().cloned());
+    for skipped in seccomp.iter().flat_map(|plan| &plan.skipped) {
+        crate::log::debug(skipped);
     }
     let cwd = if process.cwd().as_os_str().is_empty() {
         None

@@ -64,7 +64,9 @@ pub struct SeccompPlan {
     /// `seccomp(2)` flags (`SECCOMP_FILTER_FLAG_LOG`, `_SPEC_ALLOW`).
     pub flags: libc::c_ulong,
     /// What the profile asks for that is skipped (unknown syscalls, foreign architectures).
-    pub warnings: Vec<String>,
+    /// Routine with the profiles docker and podman ship — they list every architecture's
+    /// syscalls — so, like runc, we say it only with `--debug`.
+    pub skipped: Vec<String>,
     /// How many syscall names were skipped because x86_64 has no such syscall.
     pub unknown_syscalls: usize,
 }
@@ -218,7 +220,7 @@ impl SeccompPlan {
                 why: "a seccomp notify listener is not implemented; remove listenerPath".into(),
             });
         }
-        let mut warnings = Vec::new();
+        let mut skipped = Vec::new();
         let foreign: Vec<String> = spec
             .architectures()
             .iter()
@@ -227,7 +229,7 @@ impl SeccompPlan {
             .map(|a| a.to_string())
             .collect();
         if !foreign.is_empty() {
-            warnings.push(format!(
+            skipped.push(format!(
                 "seccomp: architectures {} ignored: only native x86_64 calls are filtered; calls through other ABIs are refused",
                 foreign.join(", ")
             ));
@@ -243,7 +245,7 @@ impl SeccompPlan {
                 }
                 // One thread at this point: nothing to synchronise.
                 LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {}
-                other => warnings.push(format!(
+                other => skipped.push(format!(
                     "seccomp: flag {other} ignored (it only matters for a notify listener)"
                 )),
             }
@@ -293,7 +295,7 @@ impl SeccompPlan {
         unknown.sort();
         unknown.dedup();
         if !unknown.is_empty() {
-            warnings.push(format!(
+            skipped.push(format!(
                 "seccomp: {} syscall name(s) unknown on x86_64, skipped: {}",
                 unknown.len(),
                 unknown.join(", ")
@@ -329,7 +331,7 @@ impl SeccompPlan {
         Ok(SeccompPlan {
             filters,
             flags,
-            warnings,
+            skipped,
             unknown_syscalls: unknown.len(),
         })
     }
@@ -626,8 +628,8 @@ mod tests {
                 {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}"#,
         )
         .unwrap();
-        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-        assert!(p.warnings[0].contains("SCMP_ARCH_X86"), "{:?}", p.warnings);
+        assert_eq!(p.skipped.len(), 1, "{:?}", p.skipped);
+        assert!(p.skipped[0].contains("SCMP_ARCH_X86"), "{:?}", p.skipped);
         let none = [0; 6];
         assert_eq!(
             answer(&p, libc::SYS_uname, none),

@@ -194,6 +194,16 @@ impl Drop for Lab {
     }
 }
 
+/// Whether `tool --version` runs (a client such as containerd or podman is installed).
+pub fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
 /// Waits (up to 10 s) for `path` to exist.
 pub fn wait_for(path: &Path) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
