@@ -18,12 +18,14 @@
 //! - [`mounts`] performs the config's `mounts` list inside the new root;
 //! - [`state`] keeps the state directory and answers "created, running or stopped?";
 //! - [`verbs`] has one file per runc verb;
-//! - [`log`] writes the error lines containerd reads (`--log`, `--log-format json`).
+//! - [`log`] writes the error lines containerd reads (`--log`, `--log-format json`);
+//! - [`sealed`] re-executes the runtime from a sealed copy before it enters a container.
 
 pub mod config;
 mod error;
 pub mod log;
 pub mod mounts;
+pub mod sealed;
 pub mod security;
 pub mod state;
 pub mod verbs;

@@ -194,6 +194,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    // The verbs that run code of ours inside a container first leave the binary on disk
+    // behind (CVE-2019-5736): see `ch06_oci::sealed`.
+    if matches!(
+        cli.verb,
+        Verb::Create(_) | Verb::Run { .. } | Verb::Exec { .. }
+    ) {
+        ch06_oci::sealed::reexec_from_sealed_copy()?;
+        log::debug("running from a sealed in-memory copy of the runtime binary");
+    }
     let store = Store::new(&cli.root);
     let globals = Globals {
         systemd_cgroup: cli.systemd_cgroup,
