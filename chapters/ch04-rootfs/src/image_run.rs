@@ -37,24 +37,46 @@ pub enum ImageRunError {
 }
 
 // ANCHOR: image_command
-/// The program an image's config says to run: Entrypoint + (our command, or Cmd), with the
-/// image's Env and WorkingDir — what `docker run IMAGE [CMD]` does.
-pub fn image_program(image: &ResolvedImage, command: &[String]) -> Result<Program, ImageRunError> {
+/// What an image's config says to run, as strings: Entrypoint + (our command, or Cmd), its Env
+/// and WorkingDir — what `docker run IMAGE [CMD]` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageProcess {
+    pub args: Vec<String>,
+    /// `None`: the image says nothing about the environment.
+    pub env: Option<Vec<String>>,
+    pub cwd: Option<String>,
+}
+
+/// The [`ImageProcess`] of `image` with `command` (empty: the image's Cmd).
+pub fn image_process(
+    image: &ResolvedImage,
+    command: &[String],
+) -> Result<ImageProcess, ImageRunError> {
     let config = image.config.config().clone().unwrap_or_default();
-    let mut argv: Vec<String> = config.entrypoint().clone().unwrap_or_default();
+    let mut args: Vec<String> = config.entrypoint().clone().unwrap_or_default();
     if command.is_empty() {
-        argv.extend(config.cmd().clone().unwrap_or_default());
+        args.extend(config.cmd().clone().unwrap_or_default());
     } else {
-        argv.extend(command.iter().cloned());
+        args.extend(command.iter().cloned());
     }
-    if argv.is_empty() {
+    if args.is_empty() {
         return Err(ImageRunError::NoCommand);
     }
-    let mut program = Program::new(&argv)?;
-    if let Some(env) = config.env() {
+    Ok(ImageProcess {
+        args,
+        env: config.env().clone(),
+        cwd: config.working_dir().clone().filter(|d| !d.is_empty()),
+    })
+}
+
+/// The program an image's config says to run (see [`image_process`]).
+pub fn image_program(image: &ResolvedImage, command: &[String]) -> Result<Program, ImageRunError> {
+    let process = image_process(image, command)?;
+    let mut program = Program::new(&process.args)?;
+    if let Some(env) = &process.env {
         program = program.with_env(env)?;
     }
-    if let Some(dir) = config.working_dir().as_ref().filter(|d| !d.is_empty()) {
+    if let Some(dir) = &process.cwd {
         program = program.with_cwd(dir)?;
     }
     Ok(program)

@@ -17,7 +17,8 @@ use ch05_gpu::gpu_container::{apply_rules, rules_for_plan, StateDir};
 use ch05_gpu::select::parse_gpus_flag;
 use labkit::{busybox_rootfs, ScratchDir};
 
-use crate::{base_env, host_driver_files};
+use crate::base_env;
+use ch05_gpu::libraries::host_driver_files;
 
 pub fn run() -> Result<i32> {
     println!("boxlab chapter 5: GPUs in a container\n");

@@ -239,3 +239,14 @@ pub fn path_dirs(path: Option<&str>) -> Vec<PathBuf> {
         .map(PathBuf::from)
         .collect()
 }
+
+/// The driver's libraries and programs on this host, from the ldconfig cache and PATH (none
+/// on a host without the driver).
+pub fn host_driver_files(capabilities: &[String]) -> DriverFiles {
+    let cache = read_ldconfig_cache(Path::new(LDCONFIG)).unwrap_or_default();
+    driver_files(
+        &cache,
+        &path_dirs(std::env::var("PATH").ok().as_deref()),
+        capabilities,
+    )
+}

@@ -18,7 +18,7 @@ use ch05_gpu::cdi::CdiRegistry;
 use ch05_gpu::discover::{discover, HostRoots};
 use ch05_gpu::expose::{build_plan, GpuPlan, LdCache, PlanOptions};
 use ch05_gpu::gpu_container::{apply_rules, rules_for_plan, StateDir};
-use ch05_gpu::libraries::{driver_files, path_dirs, read_ldconfig_cache, DriverFiles, LDCONFIG};
+use ch05_gpu::libraries::host_driver_files;
 use ch05_gpu::mps::{parse_thread_percentage, MpsOptions};
 use ch05_gpu::select::{parse_gpus_flag, parse_visible_devices};
 use clap::Parser;
@@ -170,17 +170,6 @@ fn plan_from(cli: &Cli) -> Result<GpuPlan> {
         plan.merge(registry.resolve(&names)?.to_plan()?);
     }
     Ok(plan)
-}
-
-/// The driver's libraries and programs on this host, from the ldconfig cache and PATH (none
-/// on a host without the driver).
-pub fn host_driver_files(capabilities: &[String]) -> DriverFiles {
-    let cache = read_ldconfig_cache(std::path::Path::new(LDCONFIG)).unwrap_or_default();
-    driver_files(
-        &cache,
-        &path_dirs(std::env::var("PATH").ok().as_deref()),
-        capabilities,
-    )
 }
 
 /// What a container starts with before the GPU plan adds to it.

@@ -86,6 +86,16 @@ pub enum OciError {
     #[error("starting container '{id}': {reason}")]
     Start { id: String, reason: String },
 
+    #[error("image '{reference}': {reason}")]
+    Image { reference: String, reason: String },
+
+    #[error("option {option} = {value}: {hint}")]
+    BadOption {
+        option: String,
+        value: String,
+        hint: &'static str,
+    },
+
     #[error("security settings of config.json: {0}")]
     Security(String),
 

@@ -19,8 +19,10 @@
 //! - [`state`] keeps the state directory and answers "created, running or stopped?";
 //! - [`verbs`] has one file per runc verb;
 //! - [`log`] writes the error lines containerd reads (`--log`, `--log-format json`);
+//! - [`builder`] is the seed's Docker SDK call, `Container::builder(image).mem_limit(..).run()`;
 //! - [`sealed`] re-executes the runtime from a sealed copy before it enters a container.
 
+pub mod builder;
 pub mod config;
 mod error;
 pub mod log;

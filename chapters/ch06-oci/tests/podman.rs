@@ -14,11 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ch04_rootfs::build::{build, BuildOptions};
-use ch04_rootfs::image::OciLayout;
-use ch04_rootfs::store::LayerStore;
-use common::{have, BIN};
-use labkit::{find_static_busybox, require_root, ScratchDir};
+use common::{busybox_image, have, BIN};
+use labkit::{require_root, ScratchDir};
 
 const IMAGE: &str = "boxlab-podman:1";
 const CGROUP_PARENT: &str = "/boxlab/podman";
@@ -115,36 +112,13 @@ fn cgroup_controller_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Chapter 4 builds the image (busybox with its applets installed, `CMD ["sh"]`) into an OCI
-/// layout, and `tar` makes that layout the OCI archive that `podman load` reads.
+/// Chapter 4's image in a tar: its OCI layout is the OCI archive that `podman load` reads.
 fn image_archive(scratch: &ScratchDir) -> PathBuf {
-    let context = scratch.join("context");
-    fs::create_dir(&context).unwrap();
-    fs::copy(find_static_busybox().unwrap(), context.join("busybox")).unwrap();
-    fs::write(
-        context.join("Boxfile"),
-        "FROM scratch\n\
-         COPY busybox /bin/busybox\n\
-         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-         CMD [\"sh\"]\n",
-    )
-    .unwrap();
-    let layout = OciLayout::create(scratch.join("oci")).unwrap();
-    let store = LayerStore::open(scratch.join("layers")).unwrap();
-    build(BuildOptions {
-        context,
-        boxfile: None,
-        tag: Some(IMAGE.into()),
-        layout: &layout,
-        store: &store,
-        cache_dir: scratch.join("build-cache"),
-        on_step: None,
-    })
-    .unwrap();
+    let data = busybox_image(scratch, IMAGE);
     let archive = scratch.join("image.tar");
     let status = Command::new("tar")
         .arg("-C")
-        .arg(scratch.join("oci"))
+        .arg(data.join("oci"))
         .arg("-cf")
         .arg(&archive)
         .arg(".")
