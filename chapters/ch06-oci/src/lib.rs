@@ -18,10 +18,13 @@
 //! - [`mounts`] performs the config's `mounts` list inside the new root;
 //! - [`state`] keeps the state directory and answers "created, running or stopped?";
 //! - [`verbs`] has one file per runc verb;
+//! - [`hooks`] runs the config's OCI hooks; [`console`] gives the process a terminal;
 //! - [`log`] writes the error lines containerd reads (`--log`, `--log-format json`).
 
 pub mod config;
+pub mod console;
 mod error;
+pub mod hooks;
 pub mod log;
 pub mod mounts;
 pub mod security;
