@@ -256,19 +256,12 @@ pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespac
 }
 // ANCHOR_END: namespaces
 
-/// `process` → chapter 1's program, checked: args present, cwd absolute, no terminal, and the
-/// executable findable in the root filesystem (so that `create`, not a silent `start`, fails).
+/// `process` → chapter 1's program, checked: args present, cwd absolute, and the executable findable in the root filesystem (so that `create`, not a silent `start`, fails).
 fn program(spec: &Spec, rootfs: &Path) -> Result<Program, OciError> {
     let process = spec.process().as_ref().ok_or(OciError::Missing {
         field: "process",
         hint: "a container needs a process to run (process.args, process.cwd)",
     })?;
-    if process.terminal().unwrap_or(false) {
-        return Err(OciError::Unsupported {
-            what: "process.terminal = true (a console handed over --console-socket)".into(),
-            hint: "set process.terminal to false; the process then uses the runtime's stdin, stdout and stderr",
-        });
-    }
     let args = process
         .args()
         .clone()

@@ -100,6 +100,12 @@ pub enum OciError {
     Security(String),
 
     #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+
+    #[error("{0}")]
+    Console(String),
+
+    #[error(transparent)]
     Namespace(#[from] NamespaceError),
 
     #[error(transparent)]

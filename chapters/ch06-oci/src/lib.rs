@@ -18,13 +18,16 @@
 //! - [`mounts`] performs the config's `mounts` list inside the new root;
 //! - [`state`] keeps the state directory and answers "created, running or stopped?";
 //! - [`verbs`] has one file per runc verb;
+//! - [`hooks`] runs the config's OCI hooks; [`console`] gives the process a terminal;
 //! - [`log`] writes the error lines containerd reads (`--log`, `--log-format json`);
 //! - [`builder`] is the seed's Docker SDK call, `Container::builder(image).mem_limit(..).run()`;
 //! - [`sealed`] re-executes the runtime from a sealed copy before it enters a container.
 
 pub mod builder;
 pub mod config;
+pub mod console;
 mod error;
+pub mod hooks;
 pub mod log;
 pub mod mounts;
 pub mod sealed;

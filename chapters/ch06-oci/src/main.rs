@@ -59,7 +59,7 @@ struct CreateArgs {
     /// Write the container's init pid here.
     #[arg(long)]
     pid_file: Option<PathBuf>,
-    /// A unix socket to receive the console's pty master (not supported yet).
+    /// A unix socket to receive the console's pty master (with process.terminal).
     #[arg(long)]
     console_socket: Option<PathBuf>,
     /// Accepted for runc compatibility: no session keyring is ever made.

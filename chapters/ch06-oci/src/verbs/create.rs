@@ -15,6 +15,8 @@ use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
 
 use crate::config::{load_bundle, plan_for, Bundle, Plan};
+use crate::console::RunConsole;
+use crate::hooks::CreateRuntimeServer;
 use crate::log;
 use crate::mounts::mount_all;
 use crate::state::{check_id, save_record, start_time, Record, Store, EXEC_FIFO};
@@ -53,6 +55,8 @@ pub(crate) struct Spawned {
     pub guard: DirGuard,
     pub record: Record,
     pub dir: PathBuf,
+    /// A foreground `run`'s own console socket (process.terminal without --console-socket).
+    pub console: Option<RunConsole>,
 }
 
 // ANCHOR: create
@@ -70,7 +74,8 @@ pub fn create(
         guard,
         mut record,
         dir,
-    } = spawn(store, id, options, globals)?;
+        console: _,
+    } = spawn(store, id, options, globals, false)?;
     // From here the container lives on without us: init is adopted by our caller's subreaper
     // (containerd's shim, podman's conmon) or the host's init, which sees it exit and reaps it.
     let init = child.detach()?;
@@ -115,23 +120,19 @@ pub(crate) fn write_pid_file(options: &CreateOptions, init: Pid) -> Result<(), O
 /// Everything of `create` up to a command waiting at the gate: check the config, then make
 /// the state directory, the gate, the cgroup (with its device rules), and the isolated child.
 /// On any error, what was made is removed again (guard, cgroup handle, child handle).
+/// `foreground`: a `run` that stays, and takes the console itself when there is no socket.
 pub(crate) fn spawn(
     store: &Store,
     id: &str,
     options: &CreateOptions,
     globals: &Globals,
+    foreground: bool,
 ) -> Result<Spawned, OciError> {
     check_id(id)?;
     if globals.systemd_cgroup {
         return Err(OciError::Unsupported {
             what: "the systemd cgroup driver (--systemd-cgroup)".into(),
             hint: "use cgroupfs (SystemdCgroup = false in containerd's runc options)",
-        });
-    }
-    if let Some(socket) = &options.console_socket {
-        return Err(OciError::Unsupported {
-            what: format!("a console (--console-socket {})", socket.display()),
-            hint: "set process.terminal to false",
         });
     }
     if store.dir(id).exists() {
@@ -143,6 +144,11 @@ pub(crate) fn spawn(
     let bundle = load_bundle(&options.bundle)?;
     let plan = plan_for(&bundle, id)?;
     let security = security_steps(&bundle)?;
+    let process = bundle.spec.process().clone().unwrap_or_default();
+    let terminal = process.terminal().unwrap_or(false);
+    crate::console::check(terminal, options.console_socket.as_deref(), foreground)?;
+    let hooks = bundle.spec.hooks().clone().unwrap_or_default();
+    crate::hooks::check(&hooks)?;
 
     let dir = store.create_dir(id)?;
     let guard = DirGuard(Some(dir.clone()));
@@ -166,9 +172,62 @@ pub(crate) fn spawn(
         applied.ebpf.is_some()
     ));
     let cgroup = Arc::new(cgroup);
-    let isolation = isolation(&bundle, &plan, security, &fifo, Arc::clone(&cgroup))?;
-    let child = isolation.spawn(&plan.program)?;
+
+    // ANCHOR: wiring
+    let mut steps = InitSteps::default();
+    let mut server = None;
+    if hooks != Default::default() {
+        crate::hooks::save(&dir, &hooks)?;
+    }
+    if crate::hooks::needs_server(&hooks) {
+        if !crate::hooks::Kind::StartContainer.of(&hooks).is_empty() {
+            crate::hooks::make_start_report(&dir)?;
+        }
+        let state = oci_spec::runtime::StateBuilder::default()
+            .version(bundle.spec.version().clone())
+            .id(id)
+            .bundle(bundle.dir.clone())
+            .annotations(bundle.spec.annotations().clone().unwrap_or_default())
+            .build()
+            .unwrap_or_default();
+        server = Some(CreateRuntimeServer::start(&dir, hooks.clone(), state)?);
+        let (before_pivot, pre_exec) = crate::hooks::init_steps(&dir, &hooks);
+        steps.before_pivot.push(before_pivot);
+        steps.pre_exec.extend(pre_exec);
+    }
+    let mut console = None;
+    if terminal {
+        let socket = match &options.console_socket {
+            Some(socket) => socket.clone(),
+            None => {
+                let own = RunConsole::listen(&dir)?;
+                let path = own.path().to_path_buf();
+                console = Some(own);
+                path
+            }
+        };
+        let size = process.console_size().map(|b| {
+            (
+                b.height().min(u16::MAX as u64) as u16,
+                b.width().min(u16::MAX as u64) as u16,
+            )
+        });
+        let owner = (process.user().uid(), process.user().gid());
+        let (before_pivot, after_pivot, pre_exec) = crate::console::init_steps(socket, size, owner);
+        // The terminal first: a startContainer hook already prints on it.
+        steps.before_pivot.insert(0, before_pivot);
+        steps.after_pivot.push(after_pivot);
+        steps.pre_exec.insert(0, pre_exec);
+    }
+    let isolation = isolation(&bundle, &plan, security, steps, &fifo, Arc::clone(&cgroup))?;
+    let spawned = isolation.spawn(&plan.program);
     drop(isolation); // its copy of the cgroup handle goes with it
+                     // A failed hook is the reason the set-up failed: report it, not chapter 2's wrapping.
+    if let Some(failed) = server.and_then(CreateRuntimeServer::finish) {
+        return Err(failed.into());
+    }
+    let child = spawned?;
+    // ANCHOR_END: wiring
 
     let record = Record {
         oci_version: bundle.spec.version().clone(),
@@ -189,19 +248,31 @@ pub(crate) fn spawn(
         guard,
         record,
         dir,
+        console,
     })
 }
 // ANCHOR_END: spawn
 
+/// Steps of hooks and console that go around chapter 4's pivot and before `exec`.
+#[derive(Default)]
+pub(crate) struct InitSteps {
+    pub before_pivot: Vec<ChildHook>,
+    pub after_pivot: Vec<ChildHook>,
+    pub pre_exec: Vec<ChildHook>,
+}
+
 // ANCHOR: isolation
 /// Chapters 2–5 put together from the plan, in the order init runs them:
-/// join namespaces → the config's mounts → chapter 4's pivot → the security steps on the root →
-/// (chapter 2: /proc, hostname) → the gate → the security steps of the command's own process
-/// (sysctl, masked paths, rlimits, user, capabilities, seccomp last) → exec.
+/// join namespaces → the config's mounts → (createRuntime, createContainer; console connect) →
+/// chapter 4's pivot → the security steps on the root → (console pty) → (chapter 2: /proc,
+/// hostname) → the gate → (console as controlling terminal; startContainer) → the security
+/// steps of the command's own process (sysctl, masked paths, rlimits, user, capabilities,
+/// seccomp last) → exec.
 fn isolation(
     bundle: &Bundle,
     plan: &Plan,
     security: Security,
+    steps: InitSteps,
     gate: &Path,
     cgroup: Arc<Cgroup>,
 ) -> Result<Isolation, OciError> {
@@ -227,6 +298,9 @@ fn isolation(
         plan.devices.clone(),
     );
     isolation = isolation.child_hook(Arc::new(move || mount_all(&root, &mounts, &devices)));
+    for step in steps.before_pivot {
+        isolation = isolation.child_hook(step);
+    }
     let rootfs = RootfsSpec {
         path: bundle.rootfs.clone(),
         readonly: plan.readonly,
@@ -238,6 +312,14 @@ fn isolation(
     // Hooks run in order: these come after chapter 4's pivot.
     for step in security.rootfs_steps {
         isolation = isolation.child_hook(step);
+    }
+    for step in steps.after_pivot {
+        isolation = isolation.child_hook(step);
+    }
+    // The terminal and startContainer before the security steps: a hook runs with the
+    // runtime's privileges, and only the user's program gets the config's restrictions.
+    for step in steps.pre_exec {
+        isolation = isolation.pre_exec(step);
     }
     for step in security.pre_exec {
         isolation = isolation.pre_exec(step);

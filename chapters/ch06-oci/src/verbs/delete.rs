@@ -50,10 +50,14 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    let hooks = crate::hooks::load(&container.dir);
     destroy_cgroup(record, None);
     fs::remove_dir_all(&container.dir)
         .map_err(|e| OciError::io("removing the state directory", &container.dir, e))?;
     log::debug(&format!("deleted container {id}"));
+    // After the container is gone (the spec's order); a failure is only a warning.
+    let stopped = crate::hooks::with_status(&container.oci_state(), ContainerState::Stopped);
+    crate::hooks::run_all_warn(crate::hooks::Kind::Poststop, &hooks, &stopped);
     Ok(())
 }
 // ANCHOR_END: delete

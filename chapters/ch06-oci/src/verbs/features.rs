@@ -88,8 +88,7 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
-        // OCI hooks are not run by this runtime.
-        "hooks": [],
+        "hooks": crate::hooks::Kind::ALL.map(crate::hooks::Kind::name),
         "mountOptions": mount_options,
         "linux": {
             "namespaces": NAMESPACES,

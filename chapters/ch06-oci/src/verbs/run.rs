@@ -2,12 +2,13 @@
 //! command and remove the container, exiting with the command's status.
 
 use nix::unistd::Pid;
+use oci_spec::runtime::ContainerState;
 
 use crate::log;
 use crate::state::{save_record, start_time, Container, Store};
 use crate::verbs::create::{create, spawn, write_pid_file, CreateOptions, Spawned};
 use crate::verbs::delete::{delete, destroy_cgroup};
-use crate::verbs::start::{open_gate, start};
+use crate::verbs::start::{after_gate, open_gate, start};
 use crate::verbs::Globals;
 use crate::OciError;
 
@@ -35,7 +36,8 @@ pub fn run(
         guard,
         mut record,
         dir,
-    } = spawn(store, id, options, globals)?;
+        console,
+    } = spawn(store, id, options, globals, true)?;
     let init = child.pid();
     record.start_time = start_time(init.as_raw()).unwrap_or(0);
     save_record(&dir, &record)?;
@@ -44,12 +46,21 @@ pub fn run(
         dir: dir.clone(),
         record,
     };
+    // Init sent the terminal's master before the command reached the gate: it is waiting.
+    let master = console.map(|c| c.master()).transpose()?;
     open_gate(&container)?;
+    after_gate(&container)?;
     // Ctrl-C and friends reach us: pass them on to the container's init, which passes them on.
     ch02_namespaces::init::forward_signals_to(Pid::from_raw(init.as_raw()));
+    if let Some(master) = master {
+        crate::console::relay(master)?;
+    }
     let exit = child.wait();
+    let hooks = crate::hooks::load(&dir);
     destroy_cgroup(&container.record, Some(cgroup));
     drop(guard); // removes the state directory
+    let stopped = crate::hooks::with_status(&container.oci_state(), ContainerState::Stopped);
+    crate::hooks::run_all_warn(crate::hooks::Kind::Poststop, &hooks, &stopped);
     let exit = exit?;
     log::debug(&format!("container {id} ended: {exit:?}"));
     Ok(exit.shell_code())

@@ -36,9 +36,26 @@ pub fn start(store: &Store, id: &str) -> Result<(), OciError> {
         }
     }
     open_gate(&container)?;
+    after_gate(&container)?;
     log::debug(&format!("started container {id}"));
     Ok(())
 }
+
+// ANCHOR: after_gate
+/// What `start` does once the gate is open: hear how the startContainer hooks went (a failure
+/// fails `start`; the command has ended with it, so the container is stopped), then run the
+/// poststart hooks, whose failures are only warnings.
+pub fn after_gate(container: &Container) -> Result<(), OciError> {
+    crate::hooks::await_start_report(container)?;
+    let hooks = crate::hooks::load(&container.dir);
+    crate::hooks::run_all_warn(
+        crate::hooks::Kind::Poststart,
+        &hooks,
+        &container.oci_state(),
+    );
+    Ok(())
+}
+// ANCHOR_END: after_gate
 
 // ANCHOR: gate
 /// Opens `exec.fifo` for reading and takes the one byte the command writes: the command's
