@@ -64,7 +64,7 @@ fn broken_configs_are_refused_before_anything_is_made() {
     refused(&lab, &bundle, &id, "memory limit");
 
     with(&|c| c["process"]["terminal"] = Value::Bool(true));
-    refused(&lab, &bundle, &id, "not supported yet");
+    refused(&lab, &bundle, &id, "no --console-socket was given");
 
     fs::write(&config, &good).unwrap();
     refused(&lab, &bundle, "../escape", "invalid container id");
