@@ -169,12 +169,17 @@ impl Container {
     }
 
     // ANCHOR: status
-    /// Created, running or stopped — read off the system now:
+    /// Creating, created, running or stopped — read off the system now:
+    /// - no init recorded yet → creating (`create` has not finished, or was killed before it
+    ///   could: only `delete --force` removes such a container);
     /// - init gone (or its pid now belongs to another process) → stopped;
     /// - init alive and the start gate still there → created;
     /// - init alive and the gate gone (`start` removed it) → running (or paused: see
     ///   [`Container::paused`]).
     pub fn status(&self) -> ContainerState {
+        if self.record.pid <= 0 {
+            return ContainerState::Creating;
+        }
         if !process_is(self.record.pid, self.record.start_time) {
             return ContainerState::Stopped;
         }
@@ -202,7 +207,8 @@ impl Container {
         }
     }
 
-    /// The OCI state, as `runc state` prints it. A stopped container has no pid.
+    /// The OCI state, as `runc state` prints it. A stopped container has no pid, nor has one
+    /// still being created.
     pub fn oci_state(&self) -> State {
         let status = self.status();
         let mut builder = StateBuilder::default()
@@ -211,7 +217,7 @@ impl Container {
             .status(status)
             .bundle(self.record.bundle.clone())
             .annotations(self.record.annotations.clone());
-        if status != ContainerState::Stopped {
+        if !matches!(status, ContainerState::Stopped | ContainerState::Creating) {
             builder = builder.pid(self.record.pid);
         }
         // Every field has a default: building cannot fail.
@@ -322,5 +328,32 @@ mod tests {
         assert!(json.get("pid").is_none());
         assert_eq!(store.list().len(), 1);
         assert!(matches!(store.load("c2"), Err(OciError::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_record_without_an_init_is_creating_and_has_no_pid() {
+        let scratch = labkit::ScratchDir::new("ch06-state-creating").unwrap();
+        let store = Store::new(scratch.join("root"));
+        let dir = store.create_dir("c1").unwrap();
+        let record = Record {
+            oci_version: "1.0.2".into(),
+            id: "c1".into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            pid: 0,
+            start_time: 0,
+            waiter: 0,
+            cgroup: "boxlab/c1".into(),
+            created: "now".into(),
+            owner: "root".into(),
+            annotations: HashMap::new(),
+        };
+        save_record(&dir, &record).unwrap();
+        let c = store.load("c1").unwrap();
+        assert_eq!(c.status(), ContainerState::Creating);
+        assert_eq!(c.status_name(), "creating");
+        let json = serde_json::to_value(c.oci_state()).unwrap();
+        assert_eq!(json["status"], "creating");
+        assert!(json.get("pid").is_none());
     }
 }

@@ -152,6 +152,23 @@ pub(crate) fn spawn(
 
     let dir = store.create_dir(id)?;
     let guard = DirGuard(Some(dir.clone()));
+    // The record goes down before anything else exists, with no pid yet ("creating"): a
+    // `create` killed half way (SIGKILL runs no guard) then still leaves a record that says
+    // which cgroup to empty and remove, so `delete --force` can take away what it made.
+    let mut record = Record {
+        oci_version: bundle.spec.version().clone(),
+        id: id.to_string(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: 0,
+        start_time: 0,
+        waiter: 0,
+        cgroup: plan.cgroup.to_string(),
+        created: log::rfc3339(std::time::SystemTime::now()),
+        owner: owner(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+    };
+    save_record(&dir, &record)?;
     let fifo = dir.join(EXEC_FIFO);
     mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| OciError::Sys {
         what: format!("mkfifo {}", fifo.display()),
@@ -229,19 +246,8 @@ pub(crate) fn spawn(
     let child = spawned?;
     // ANCHOR_END: wiring
 
-    let record = Record {
-        oci_version: bundle.spec.version().clone(),
-        id: id.to_string(),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        pid: child.pid().as_raw(),
-        start_time: 0,
-        waiter: child.waiter_pid().as_raw(),
-        cgroup: plan.cgroup.to_string(),
-        created: log::rfc3339(std::time::SystemTime::now()),
-        owner: owner(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-    };
+    record.pid = child.pid().as_raw();
+    record.waiter = child.waiter_pid().as_raw();
     Ok(Spawned {
         child,
         cgroup,

@@ -16,11 +16,18 @@ use crate::OciError;
 
 // ANCHOR: delete
 /// Deletes container `id`. A running container needs `force` (and is killed); a created one is
-/// killed without it, as runc does. With `force`, a container that does not exist is no error.
+/// killed without it, as runc does. With `force`, a container that does not exist is no error,
+/// and one whose `create` never finished (killed half way: "creating") is taken apart through
+/// its cgroup, which holds whatever processes that `create` had started.
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
     let container = match store.load(id) {
         Ok(c) => c,
-        Err(OciError::NotFound { .. }) if force => return Ok(()),
+        Err(OciError::NotFound { .. }) if force => {
+            // A `create` killed between making the directory and writing the record into it
+            // left only the (empty) directory.
+            let _ = fs::remove_dir_all(store.dir(id));
+            return Ok(());
+        }
         Err(OciError::BadState { .. }) if force => {
             let _ = fs::remove_dir_all(store.dir(id));
             return Ok(());
@@ -28,12 +35,22 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
         Err(e) => return Err(e),
     };
     let record = &container.record;
-    if container.status() == ContainerState::Running && !force {
-        return Err(OciError::WrongState {
-            id: id.into(),
-            status: container.status_name(),
-            hint: "stop it first (kill), or delete it with --force",
-        });
+    match container.status() {
+        ContainerState::Running if !force => {
+            return Err(OciError::WrongState {
+                id: id.into(),
+                status: container.status_name(),
+                hint: "stop it first (kill), or delete it with --force",
+            })
+        }
+        ContainerState::Creating if !force => {
+            return Err(OciError::WrongState {
+                id: id.into(),
+                status: container.status_name(),
+                hint: "its create has not finished (or was killed): delete it with --force",
+            })
+        }
+        _ => {}
     }
     if process_is(record.pid, record.start_time) {
         // SIGKILL to PID 1 of a PID namespace ends every process in it. Init's zombie is for

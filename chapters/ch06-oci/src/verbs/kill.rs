@@ -31,7 +31,12 @@ pub fn parse_signal(text: &str) -> Result<Signal, OciError> {
 /// Signals container `id`.
 pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<(), OciError> {
     let container = store.load(id)?;
-    if container.status() == ContainerState::Stopped {
+    // A container still "creating" has no init to signal (its pid is 0, and kill(0) would hit
+    // our own process group).
+    if matches!(
+        container.status(),
+        ContainerState::Stopped | ContainerState::Creating
+    ) {
         return Err(OciError::NotRunning { id: id.into() });
     }
     if all {

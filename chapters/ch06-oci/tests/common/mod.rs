@@ -138,7 +138,9 @@ impl Lab {
         for entry in entries.filter_map(Result::ok) {
             let record = fs::read_to_string(entry.path().join("state.json")).unwrap_or_default();
             if let Ok(record) = serde_json::from_str::<Value>(&record) {
-                if let Some(init) = record["pid"].as_i64() {
+                // A record still "creating" has pid 0, which is no process (waitpid(0) would
+                // wait for anyone in our process group).
+                if let Some(init) = record["pid"].as_i64().filter(|&pid| pid > 0) {
                     self.inits.borrow_mut().insert(init as i32);
                 }
             }

@@ -1,0 +1,387 @@
+//! Chapter 6's runtime against the real ones: `run` of `/bin/true` on one busybox bundle, and
+//! create + start + delete of it, by ours, crun and runc, paired in one run (same bundle, same
+//! host, same moment), plus each runtime's peak RSS during `run`. Needs root.
+//!
+//! ```text
+//! cargo build --release -p ch06-oci          # ours: the release binary, as users run it
+//! sudo cargo bench -p bench --bench oci
+//! ```
+//!
+//! Ours is found at `$BOXLAB_OCI_BIN`, else `$CARGO_TARGET_DIR/release/ch06-oci`, else
+//! `<workspace>/target/release/ch06-oci` (a bench cannot ask cargo to build another package's
+//! binary for it). crun and runc are looked up on `PATH` and in `/usr/sbin`, `/usr/bin`
+//! (Debian's packages; `scripts/setup` installs them). A runtime that is missing is named in
+//! one line and left out; nothing is ever made up for it.
+//!
+//! Each runtime has its own `--root` in a scratch directory, each iteration a new container id
+//! (with `boxlab` in it, so the leak check finds anything left). The bench process is the child
+//! subreaper, as containerd's shim is: after `start` it reaps the container's init, then
+//! `delete` runs on a stopped container.
+//!
+//! Peak RSS is `ru_maxrss` of the runtime process from `wait4` (what `/usr/bin/time -v` shows):
+//! the largest resident set of the runtime or any descendant it waited for. It is taken by the
+//! bench's small `peak-rss` program (src/bin/peak-rss.rs), not from this process, whose own size
+//! would count in (see there); its floor, `/bin/true` measured the same way, is printed too.
+//!
+//! On a hybrid cgroup host whose cgroup2 half has controllers (this project's machines:
+//! `hugetlb`), crun 1.8 refuses to run ("cgroups in hybrid mode not supported"). The bench then
+//! moves itself into a private mount namespace without `/sys/fs/cgroup/unified`, so that all
+//! three runtimes see the same v1-only view of the same cgroup trees; it says so when it does.
+
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use labkit::{busybox_rootfs, ScratchDir};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+/// One runtime under test.
+struct Runtime {
+    name: &'static str,
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+impl Runtime {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    }
+
+    /// Runs the runtime with `args`; panics, with its error output, if it fails.
+    fn must(&self, args: &[&str], scratch: &Path) {
+        let err = scratch.join(format!("stderr-{}", self.name));
+        let status = self
+            .command(args)
+            .stderr(File::create(&err).expect("a stderr file"))
+            .status()
+            .unwrap_or_else(|e| panic!("{} {args:?}: {e}", self.name));
+        assert!(
+            status.success(),
+            "{} {args:?}: {status}: {}",
+            self.name,
+            fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+
+    /// Force-deletes whatever is left under its root (after a failed iteration).
+    fn clean_up(&self) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        for id in entries.filter_map(Result::ok).map(|e| e.file_name()) {
+            let id = id.to_string_lossy().into_owned();
+            let _ = self.command(&["delete", "--force", &id]).status();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.clean_up();
+    }
+}
+
+/// The peak RSS (KiB) of `program args`, measured by our small `peak-rss` (see its source for
+/// why not from this process).
+fn peak_rss_kib(program: &Path, args: &[&str]) -> i64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_peak-rss"))
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running peak-rss");
+    assert!(out.status.success(), "{program:?} {args:?}: {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("peak-rss printed {text:?}"))
+}
+
+/// `name` on `PATH`, or in the directories Debian installs runtimes to.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Our release binary (see the top of this file for where it is looked for).
+fn find_ours() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("BOXLAB_OCI_BIN") {
+        return Ok(bin.into());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("release/ch06-oci");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} does not exist: run `cargo build --release -p ch06-oci` first (or set BOXLAB_OCI_BIN)",
+            bin.display()
+        ))
+    }
+}
+
+/// On a hybrid host whose cgroup2 half has controllers, hides that half in a private mount
+/// namespace (see the top of this file). Returns what it did, in words, if anything.
+fn v1_view_if_crun_needs_it() -> Option<String> {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let controllers = fs::read_to_string(unified.join("cgroup.controllers")).ok()?;
+    if controllers.trim().is_empty() {
+        return None;
+    }
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    // For this thread (criterion's, which spawns every runtime) and what it spawns.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("making our mounts private");
+    umount2(unified, MntFlags::MNT_DETACH).expect("unmounting /sys/fs/cgroup/unified");
+    Some(format!(
+        "this host is cgroup-hybrid with controllers ({}) on its cgroup2 half, which crun refuses: \
+         every runtime runs in a private mount namespace without /sys/fs/cgroup/unified (v1 trees only)",
+        controllers.trim()
+    ))
+}
+
+/// The busybox bundle: our `spec`'s config.json (runc's defaults), running `/bin/true`.
+fn bundle(scratch: &ScratchDir) -> PathBuf {
+    let dir = scratch.join("bundle");
+    busybox_rootfs(&dir.join("rootfs")).expect("a busybox rootfs (apt install busybox-static)");
+    ch06_oci::verbs::spec::write_spec(&dir, false).expect("writing config.json");
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    dir
+}
+
+/// Per-iteration times of one benchmark, as criterion's samples see them: the last
+/// `sample_size` entries are the measurement (warm-up comes first).
+type Samples = Rc<RefCell<Vec<Duration>>>;
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    match sorted.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+    }
+}
+
+const SAMPLE_SIZE: usize = 20;
+
+fn oci(c: &mut Criterion) {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("oci: needs root to create containers; nothing measured");
+        return;
+    }
+    // Containers' inits are ours to reap once `create` has exited, as they are a shim's.
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let scratch = ScratchDir::new("bench-oci").unwrap();
+
+    let mut runtimes = Vec::new();
+    match find_ours() {
+        Ok(bin) => runtimes.push(("ours", bin)),
+        Err(why) => eprintln!("oci: ours not measured: {why}"),
+    }
+    for peer in ["crun", "runc"] {
+        match find_program(peer) {
+            Some(bin) => runtimes.push((peer, bin)),
+            None => eprintln!(
+                "oci: {peer} is not installed (apt install {peer}): not measured, no figure for it"
+            ),
+        }
+    }
+    if runtimes.iter().any(|(name, _)| *name == "crun") {
+        if let Some(note) = v1_view_if_crun_needs_it() {
+            eprintln!("oci: {note}");
+        }
+    }
+    let bundle = bundle(&scratch);
+    let bundle_arg = bundle.to_str().unwrap().to_string();
+    let runtimes: Vec<Runtime> = runtimes
+        .into_iter()
+        .map(|(name, bin)| {
+            let root = scratch.join(format!("root-{name}"));
+            fs::create_dir_all(&root).unwrap();
+            eprintln!("oci: {name} = {}", bin.display());
+            Runtime { name, bin, root }
+        })
+        .collect();
+    let mut serial = 0u64;
+    let mut next_id = |runtime: &str| {
+        serial += 1;
+        format!("boxlab-bench-{runtime}-{}-{serial}", std::process::id())
+    };
+
+    // Peak RSS of `run`: a few runs each, outside criterion's timing; and the floor of the
+    // measurement, /bin/true's.
+    let mut rss_lines = Vec::new();
+    let floor = peak_rss_kib(Path::new("/bin/true"), &[]);
+    rss_lines.push(("(/bin/true: floor)", floor, floor));
+    for runtime in &runtimes {
+        let mut peaks: Vec<i64> = (0..15)
+            .map(|_| {
+                let id = next_id(runtime.name);
+                let root = runtime.root.to_str().unwrap();
+                peak_rss_kib(
+                    &runtime.bin,
+                    &["--root", root, "run", "--bundle", &bundle_arg, &id],
+                )
+            })
+            .collect();
+        peaks.sort();
+        rss_lines.push((runtime.name, peaks[peaks.len() / 2], *peaks.last().unwrap()));
+    }
+
+    let mut results: Vec<(&str, &str, Duration)> = Vec::new();
+    let mut group = c.benchmark_group("oci_run_true");
+    group
+        .sample_size(SAMPLE_SIZE)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for runtime in &runtimes {
+        let samples: Samples = Rc::default();
+        group.bench_function(runtime.name, |b| {
+            b.iter_custom(|iters| {
+                let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
+                let began = Instant::now();
+                for id in &ids {
+                    runtime.must(&["run", "--bundle", &bundle_arg, id], scratch.path());
+                }
+                let elapsed = began.elapsed();
+                samples.borrow_mut().push(elapsed / iters as u32);
+                elapsed
+            })
+        });
+        let all = samples.borrow();
+        let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
+        // Nothing measured when a criterion filter left this one out.
+        if !measured.is_empty() {
+            results.push(("run", runtime.name, median(measured)));
+        }
+        runtime.clean_up();
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("oci_create_start_delete");
+    group
+        .sample_size(SAMPLE_SIZE)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    let pid_file = scratch.join("pid");
+    let pid_arg = pid_file.to_str().unwrap().to_string();
+    for runtime in &runtimes {
+        let samples: Samples = Rc::default();
+        group.bench_function(runtime.name, |b| {
+            b.iter_custom(|iters| {
+                let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
+                let began = Instant::now();
+                for id in &ids {
+                    let create = [
+                        "create",
+                        "--bundle",
+                        &bundle_arg,
+                        "--pid-file",
+                        &pid_arg,
+                        id,
+                    ];
+                    runtime.must(&create, scratch.path());
+                    let init: i32 = fs::read_to_string(&pid_file)
+                        .expect("the pid file")
+                        .trim()
+                        .parse()
+                        .expect("a pid in the pid file");
+                    runtime.must(&["start", id], scratch.path());
+                    // The shim's part: see the container's init end, and reap it.
+                    match waitpid(Pid::from_raw(init), None) {
+                        Ok(WaitStatus::Exited(_, 0)) => {}
+                        other => panic!("{}: /bin/true's init ended as {other:?}", runtime.name),
+                    }
+                    runtime.must(&["delete", id], scratch.path());
+                }
+                let elapsed = began.elapsed();
+                samples.borrow_mut().push(elapsed / iters as u32);
+                elapsed
+            })
+        });
+        let all = samples.borrow();
+        let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
+        // Nothing measured when a criterion filter left this one out.
+        if !measured.is_empty() {
+            results.push(("create+start+delete", runtime.name, median(measured)));
+        }
+        runtime.clean_up();
+    }
+    group.finish();
+
+    report(&results, &rss_lines);
+}
+
+/// The summary: medians, ours as a multiple of each peer, peak RSS.
+fn report(results: &[(&str, &str, Duration)], rss: &[(&str, i64, i64)]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("\noci summary (median of {SAMPLE_SIZE} criterion samples, per container)");
+    for what in ["run", "create+start+delete"] {
+        let of = |name: &str| {
+            results
+                .iter()
+                .find(|(w, n, _)| *w == what && *n == name)
+                .map(|r| r.2)
+        };
+        let figures: Vec<String> = results
+            .iter()
+            .filter(|(w, _, _)| *w == what)
+            .map(|(_, name, d)| format!("{name} {:.2} ms", ms(*d)))
+            .collect();
+        println!("  {what:<20} {}", figures.join(", "));
+        if let Some(ours) = of("ours") {
+            for peer in ["crun", "runc"] {
+                if let Some(theirs) = of(peer) {
+                    println!(
+                        "  {:<20} ours/{peer} = {:.2}",
+                        "",
+                        ours.as_secs_f64() / theirs.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+    println!("  peak RSS of `run` (wait4 ru_maxrss via peak-rss, 15 runs: median, max)");
+    for (name, median, max) in rss {
+        println!(
+            "  {name:<20} {median} KiB ({:.1} MiB), {max} KiB ({:.1} MiB)",
+            *median as f64 / 1024.0,
+            *max as f64 / 1024.0
+        );
+    }
+}
+
+criterion_group!(benches, oci);
+criterion_main!(benches);
