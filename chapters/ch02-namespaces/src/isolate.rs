@@ -71,6 +71,7 @@ pub struct Isolation {
     publish: Option<PortMapping>,
     parent_hooks: Vec<ParentHook>,
     child_hooks: Vec<ChildHook>,
+    before_init_hooks: Vec<ChildHook>,
     stdout: Option<Arc<OwnedFd>>,
     stderr: Option<Arc<OwnedFd>>,
     observer: Option<Observer>,
@@ -90,6 +91,7 @@ impl fmt::Debug for Isolation {
             .field("publish", &self.publish)
             .field("parent_hooks", &self.parent_hooks.len())
             .field("child_hooks", &self.child_hooks.len())
+            .field("before_init_hooks", &self.before_init_hooks.len())
             .field("start_gate", &self.start_gate)
             .field("pre_exec_hooks", &self.pre_exec_hooks.len())
             .field("command_is_init", &self.command_is_init)
@@ -170,6 +172,18 @@ impl Isolation {
         self.child_hooks.push(hook);
         self
     }
+
+    // ANCHOR: before_init
+    /// Adds a step the waiter runs just before it forks init, after the namespaces are made.
+    ///
+    /// The place to join an existing PID (or time) namespace with `setns(2)`: like
+    /// `unshare(CLONE_NEWPID)`, that changes only the namespace of the caller's *next child*.
+    /// Done in init it would be too late: init itself would stay where it was.
+    pub fn before_init(mut self, hook: ChildHook) -> Self {
+        self.before_init_hooks.push(hook);
+        self
+    }
+    // ANCHOR_END: before_init
 
     /// Stops the command just before `exec` until somebody opens the FIFO at `gate` for reading
     /// (the OCI runtime's create/start split). `spawn` then returns once the command waits there.
@@ -701,6 +715,11 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         ));
     }
 
+    for hook in &isolation.before_init_hooks {
+        if let Err(e) = hook() {
+            fail(channel, &e);
+        }
+    }
     // When the command is init, init's exec is the command's: we learn how it went from a
     // close-on-exec pipe, as chapter 1's cold start does, and tell the runtime "running".
     let report = if isolation.command_is_init {

@@ -214,8 +214,9 @@ pub type Namespaces = (Vec<Namespace>, Vec<(Namespace, PathBuf)>);
 
 // ANCHOR: namespaces
 /// `linux.namespaces` → chapter 2's kinds. An entry with a `path` joins that namespace instead
-/// of creating one: supported for `net`, `ipc` and `uts` (init calls `setns(2)` on it before
-/// anything else — how containerd hands over a network namespace prepared by CNI).
+/// of creating one — how containerd hands over the pod's network namespace prepared by CNI,
+/// and its PID namespace when the pod shares one. Supported for all kinds but `mount` and
+/// `user`: joining those would mean taking over another container's root or id mapping.
 pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespaces, OciError> {
     let mut create = Vec::new();
     let mut join = Vec::new();
@@ -233,7 +234,7 @@ pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespac
         match entry.path() {
             None => create.push(kind),
             Some(path) if path.as_os_str().is_empty() => create.push(kind),
-            Some(path) if matches!(kind, Namespace::Net | Namespace::Ipc | Namespace::Uts) => {
+            Some(path) if !matches!(kind, Namespace::Mount | Namespace::User) => {
                 if !path.exists() {
                     return Err(OciError::invalid(
                         format!("linux.namespaces[{kind}].path"),
@@ -245,8 +246,7 @@ pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespac
             }
             Some(path) => return Err(OciError::Unsupported {
                 what: format!("joining an existing {kind} namespace ({})", path.display()),
-                hint:
-                    "only net, ipc and uts namespaces can be joined; drop the path to get a new one",
+                hint: "net, ipc, uts, pid, cgroup and time namespaces can be joined; drop the path to get a new one",
             }),
         }
     }
@@ -460,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn joining_is_for_net_ipc_uts_only() {
+    fn joining_is_for_every_kind_but_mount_and_user() {
         let ns = |typ, path: Option<&str>| {
             let b = LinuxNamespaceBuilder::default().typ(typ);
             match path {
@@ -475,9 +475,18 @@ mod tests {
         .unwrap();
         assert_eq!(create, vec![Namespace::Pid]);
         assert_eq!(join, vec![(Namespace::Net, "/proc/self/ns/net".into())]);
-        let err = namespaces(&[ns(LinuxNamespaceType::Pid, Some("/proc/self/ns/pid"))])
+        let (_, join) =
+            namespaces(&[ns(LinuxNamespaceType::Pid, Some("/proc/self/ns/pid"))]).unwrap();
+        assert_eq!(join, vec![(Namespace::Pid, "/proc/self/ns/pid".into())]);
+        for typ in [LinuxNamespaceType::Mount, LinuxNamespaceType::User] {
+            let err = namespaces(&[ns(typ, Some("/proc/self/ns/mnt"))])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not supported yet"), "{err}");
+        }
+        let err = namespaces(&[ns(LinuxNamespaceType::Pid, Some("/no/such/ns"))])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("no such namespace file"), "{err}");
     }
 }

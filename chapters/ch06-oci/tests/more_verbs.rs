@@ -196,3 +196,46 @@ fn features_is_json_listing_the_namespaces() {
         .unwrap()
         .starts_with("1."));
 }
+
+#[test]
+fn a_container_joins_another_ones_pid_and_network_namespaces_by_path() {
+    if !require_root("a_container_joins_another_ones_pid_and_network_namespaces_by_path") {
+        return;
+    }
+    // What a Kubernetes pod with shareProcessNamespace looks like to the runtime: the app
+    // container's config names the sandbox's namespaces by path.
+    let lab = Lab::new("ch06-join");
+    let sandbox = detached(&lab, "sandbox", &["sleep", "1000"], |_| {});
+    let sandbox_pid = lab.state(&sandbox)["pid"].as_i64().unwrap();
+    let id = lab.id("app");
+    let bundle = lab.bundle(
+        "app",
+        &["sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"],
+        |c| {
+            for entry in c["linux"]["namespaces"].as_array_mut().unwrap() {
+                let kind = entry["type"].as_str().unwrap().to_string();
+                let file = match kind.as_str() {
+                    "pid" => "pid",
+                    "network" => "net",
+                    _ => continue,
+                };
+                entry["path"] = format!("/proc/{sandbox_pid}/ns/{file}").into();
+            }
+        },
+    );
+    let out = lab.oci(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert!(out.ok(), "run: {out:?}");
+    let mut lines = out.stdout.lines();
+    let pid: i32 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(
+        pid > 1,
+        "the app is not PID 1: the sandbox's sleep is ({out:?})"
+    );
+    assert_eq!(lines.next().unwrap().trim(), "sleep 1000", "{out:?}");
+    let link = |pid: i64, ns: &str| fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+    // The sandbox's own view did not change.
+    assert_ne!(
+        link(sandbox_pid, "pid"),
+        link(std::process::id() as i64, "pid")
+    );
+}

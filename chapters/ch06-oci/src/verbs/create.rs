@@ -296,7 +296,14 @@ fn isolation(
         isolation = isolation.observe(Arc::new(|step: &str| log::debug(step)));
     }
     for (kind, path) in &plan.joins {
-        isolation = isolation.child_hook(join_hook(*kind, path.clone()));
+        isolation = match kind {
+            // These change only the namespace of the caller's children: the waiter joins
+            // them before it forks init.
+            Namespace::Pid | Namespace::Time => {
+                isolation.before_init(join_hook(*kind, path.clone()))
+            }
+            _ => isolation.child_hook(join_hook(*kind, path.clone())),
+        };
     }
     let (root, mounts, devices) = (
         bundle.rootfs.clone(),

@@ -165,7 +165,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             ) {
                 Ok(code) => code,
                 Err(msg) => {
-                    let _ = writeln!(report, "err:{msg}");
+                    report_line(&mut report, &format!("err:{msg}"));
                     126
                 }
             };
@@ -205,6 +205,14 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
         Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
         _ => 1,
     })
+}
+
+/// One line to the runtime, in one `write(2)`: the helper and the command share the pipe, and
+/// `writeln!` on a `File` writes each piece of its format separately — two processes' pieces
+/// would interleave ("err:pid:42\n…") and neither line would parse. A single write of less than
+/// `PIPE_BUF` bytes is atomic.
+fn report_line(report: &mut File, line: &str) {
+    let _ = report.write_all(format!("{line}\n").as_bytes());
 }
 
 fn cstrings(list: Vec<String>) -> Result<Vec<CString>, OciError> {
@@ -258,12 +266,12 @@ fn helper_main(
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             let msg = command();
-            let _ = writeln!(report, "err:{msg}");
+            report_line(report, &format!("err:{msg}"));
             // SAFETY: the forked command failed before execve.
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
-            let _ = writeln!(report, "pid:{child}");
+            report_line(report, &format!("pid:{child}"));
             if detach {
                 return Ok(0);
             }
