@@ -130,6 +130,44 @@ pub fn init_steps(
 }
 // ANCHOR_END: init_steps
 
+// ANCHOR: exec_console
+/// `exec` with a terminal, in the command's process (inside the container's namespaces and
+/// root): a pty from the container's devpts, the master sent over `channel` — the caller's
+/// `--console-socket`, or our own runtime's end of a socket pair in the foreground — and the
+/// slave made this process's controlling terminal and stdio. The same steps as
+/// [`init_steps`], in one go: `exec` has no pivot to do in between.
+pub fn exec_console(
+    channel: BorrowedFd,
+    size: Option<Size>,
+    owner: (u32, u32),
+) -> Result<(), String> {
+    let (master, pty, name) = open_pty()?;
+    nix::unistd::fchown(
+        &pty,
+        Some(nix::unistd::Uid::from_raw(owner.0)),
+        Some(nix::unistd::Gid::from_raw(owner.1)),
+    )
+    .map_err(|e| format!("fchown {name}: {e}"))?;
+    if let Some((rows, cols)) = size {
+        set_size(pty.as_fd(), rows, cols).map_err(|e| format!("TIOCSWINSZ on {name}: {e}"))?;
+    }
+    send_fd(channel, master.as_fd(), &name)
+        .map_err(|e| format!("sending the console master: {e}"))?;
+    drop(master);
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal a terminal from another
+    // session); `pty` is an open descriptor of this process.
+    let done = unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if done != 0 {
+        return Err(format!("ioctl(TIOCSCTTY): {}", Errno::last()));
+    }
+    dup2_stdin(&pty).map_err(|e| format!("dup2 the terminal to stdin: {e}"))?;
+    dup2_stdout(&pty).map_err(|e| format!("dup2 the terminal to stdout: {e}"))?;
+    dup2_stderr(&pty).map_err(|e| format!("dup2 the terminal to stderr: {e}"))?;
+    Ok(())
+}
+// ANCHOR_END: exec_console
+
 // ANCHOR: open_pty
 /// `posix_openpt(O_RDWR|O_NOCTTY)` on `/dev/ptmx` (after the pivot: the container's devpts, so
 /// the slave is `/dev/pts/N` inside), `grantpt`, `unlockpt`, and the slave opened.

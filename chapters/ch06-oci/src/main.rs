@@ -144,6 +144,12 @@ enum Verb {
         /// The working directory inside the container.
         #[arg(long)]
         cwd: Option<PathBuf>,
+        /// Give the process a terminal (runc's -t).
+        #[arg(short, long)]
+        tty: bool,
+        /// A unix socket to receive the terminal's pty master (with --tty and --detach).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         id: String,
         /// The command and its arguments.
         #[arg(last = true)]
@@ -241,6 +247,8 @@ fn run(cli: Cli) -> Result<i32> {
             pid_file,
             env,
             cwd,
+            tty,
+            console_socket,
             id,
             command,
         } => {
@@ -251,6 +259,8 @@ fn run(cli: Cli) -> Result<i32> {
                 env,
                 cwd,
                 args: command,
+                tty,
+                console_socket,
             };
             return Ok(verbs::exec::exec(&store, &id, &opts)?);
         }

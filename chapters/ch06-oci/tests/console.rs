@@ -167,3 +167,78 @@ fn a_terminal_without_a_console_socket_is_refused() {
     );
     assert!(!lab.state_dir(&id).exists());
 }
+
+#[test]
+fn exec_gets_a_terminal_in_the_foreground_and_through_a_console_socket() {
+    if !require_root("exec_gets_a_terminal_in_the_foreground_and_through_a_console_socket") {
+        return;
+    }
+    let lab = Lab::new("ch06-exec-tty");
+    let bundle = lab.bundle("bundle", &["sleep", "1000"], |_| {});
+    let id = lab.id("exec-tty");
+    let out = lab.oci(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert!(out.ok(), "run: {out:?}");
+
+    // Foreground: the runtime relays the terminal to its own stdout.
+    let out = lab.oci(&[
+        "exec",
+        "--tty",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo stdin-is-a-tty; exit 4",
+    ]);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let lines: Vec<String> = out
+        .stdout
+        .replace('\r', "")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(lines[1], "stdin-is-a-tty", "{out:?}");
+
+    // Detached: the master goes to the console socket, as containerd's `task exec -t` wants.
+    let socket = lab.scratch.join("exec-console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (master, name) = receive_master(&listener);
+        (read_all(&master), name)
+    });
+    let pid_file = lab.scratch.join("exec.pid");
+    let out = lab.oci(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "tty; echo from-exec",
+    ]);
+    assert!(out.ok(), "exec --detach --tty: {out:?}");
+    let (text, name) = receiver.join().unwrap();
+    // We adopted the detached process (the subreaper, as the shim is): reap it, or its zombie
+    // holds the container's PID namespace, and so its init, after `kill`.
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    assert!(name.starts_with("/dev/pts/"), "{name}");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [name.as_str(), "from-exec"],
+        "{text:?}"
+    );
+
+    // --tty --detach without a socket: refused, nothing run.
+    let out = lab.oci(&["exec", "--tty", "--detach", &id, "--", "true"]);
+    assert!(
+        !out.ok() && out.stderr.contains("--console-socket"),
+        "{out:?}"
+    );
+    assert_eq!(lab.state(&id)["status"], "running");
+}

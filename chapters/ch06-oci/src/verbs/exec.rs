@@ -17,6 +17,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use ch03_cgroups::{detect, Cgroup, CgroupPath};
@@ -40,6 +41,10 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub args: Vec<String>,
+    /// `--tty`: the process gets a terminal (with `--process`, its `terminal` field decides).
+    pub tty: bool,
+    /// `--console-socket`: where the terminal's master goes (needed with `--detach`).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// The namespaces `exec` joins, in order: the user namespace first (it grants the privileges
@@ -79,7 +84,7 @@ pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, 
     }
     let mut process = template.clone();
     process.set_args(Some(opts.args.clone()));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(opts.tty));
     let mut env = process.env().clone().unwrap_or_default();
     for kv in &opts.env {
         let key = kv.split('=').next().unwrap_or("");
@@ -113,6 +118,33 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
     }
     let init = container.record.pid;
 
+    // A terminal: the master goes to the caller's console socket, or, in the foreground, to
+    // us over a socket pair, and we relay it.
+    let terminal = process.terminal().unwrap_or(false);
+    crate::console::check(terminal, opts.console_socket.as_deref(), !opts.detach)?;
+    let (console_channel, our_console_end) = match (terminal, &opts.console_socket) {
+        (false, _) => (None, None),
+        (true, Some(socket)) => {
+            let stream = UnixStream::connect(socket)
+                .map_err(|e| OciError::io("connecting to the console socket", socket, e))?;
+            (Some(stream), None)
+        }
+        (true, None) => {
+            let (theirs, ours) = UnixStream::pair().map_err(|e| {
+                OciError::Console(format!("making a socket pair for the terminal: {e}"))
+            })?;
+            (Some(theirs), Some(ours))
+        }
+    };
+    let console = console_channel.as_ref().map(|stream| ExecConsole {
+        channel: stream.as_fd(),
+        size: process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16)),
+        owner: (process.user().uid(), process.user().gid()),
+    });
+
     // Everything the helper needs is opened here, in the runtime, before forking.
     let namespaces = open_namespaces(init)?;
     let root = File::open(format!("/proc/{init}/root")).map_err(|e| {
@@ -122,7 +154,6 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             e,
         )
     })?;
-    let cgroup = Cgroup::open(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
     let program = CString::new(process.args().clone().unwrap_or_default()[0].clone())
         .map_err(|_| OciError::invalid("process.args[0]", "", "contains a NUL byte"))?;
     let argv = cstrings(process.args().clone().unwrap_or_default())?;
@@ -143,14 +174,18 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             what: "pipe2".into(),
             errno,
         })?;
+    // Last before the fork: a handle that is dropped removes its cgroup, and this one is the
+    // container's — any early return from here on must `keep()` it.
+    let cgroup = Cgroup::open(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
     // SAFETY: the runtime is single-threaded here; the helper only makes system calls, forks
     // once more and exits.
     let helper = match unsafe { fork() } {
         Err(errno) => {
+            cgroup.keep();
             return Err(OciError::Sys {
                 what: "fork".into(),
                 errno,
-            })
+            });
         }
         Ok(ForkResult::Child) => {
             drop(reader);
@@ -161,7 +196,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
                 &root,
                 &mut report,
                 opts.detach,
-                || command_main(&cwd, &program, &path_var, &argv, &env, &steps),
+                || command_main(&cwd, &program, &path_var, &argv, &env, &steps, console),
             ) {
                 Ok(code) => code,
                 Err(msg) => {
@@ -176,6 +211,14 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
     };
     cgroup.keep();
     drop(writer);
+    drop(console_channel); // the command's copy is the one that matters now
+                           // The command sends the master before it execs; a command that fails first sends nothing,
+                           // and its end closes: then the report below says why.
+    let master = our_console_end.and_then(|ours| {
+        crate::console::receive_fd(ours.as_fd())
+            .map(|(master, _name)| master)
+            .ok()
+    });
     let mut text = String::new();
     let _ = File::from(reader).read_to_string(&mut text);
     let mut command_pid = None;
@@ -187,8 +230,8 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             error = Some(msg.to_string());
         }
     }
-    let helper_status = waitpid(helper, None);
     if let Some(msg) = error {
+        let _ = waitpid(helper, None);
         return Err(OciError::Start {
             id: id.into(),
             reason: format!("exec: {msg}"),
@@ -197,6 +240,12 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
     if let (Some(file), Some(pid)) = (&opts.pid_file, command_pid) {
         fs::write(file, pid.to_string()).map_err(|e| OciError::io("writing", file, e))?;
     }
+    // With a terminal in the foreground, relay it while the command runs: the helper waits for
+    // the command, and the command may be waiting for our input.
+    if let Some(master) = master.filter(|_| !opts.detach) {
+        crate::console::relay(master)?;
+    }
+    let helper_status = waitpid(helper, None);
     if opts.detach {
         return Ok(0);
     }
@@ -205,6 +254,14 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
         Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
         _ => 1,
     })
+}
+
+/// Where the command's terminal goes, and how it is set up.
+#[derive(Clone, Copy)]
+struct ExecConsole<'a> {
+    channel: std::os::fd::BorrowedFd<'a>,
+    size: Option<(u16, u16)>,
+    owner: (u32, u32),
 }
 
 /// One line to the runtime, in one `write(2)`: the helper and the command share the pipe, and
@@ -296,6 +353,7 @@ fn command_main(
     argv: &[CString],
     env: &[CString],
     steps: &[ch02_namespaces::ChildHook],
+    console: Option<ExecConsole>,
 ) -> String {
     if let Err(e) = nix::unistd::chdir(cwd) {
         return format!("chdir({}): {e}", cwd.display());
@@ -306,6 +364,12 @@ fn command_main(
             program
         );
     };
+    // Before the security steps: the user switch would take away the right to chown the pty.
+    if let Some(console) = console {
+        if let Err(e) = crate::console::exec_console(console.channel, console.size, console.owner) {
+            return e;
+        }
+    }
     for step in steps {
         if let Err(e) = step() {
             return e;
