@@ -25,7 +25,6 @@ use vm_superio::serial::SerialState;
 
 use crate::error::{kvm, Result, VmError};
 use crate::memory::GuestRam;
-use crate::serial::Console;
 use crate::vm::{create_parts, MicroVm};
 
 const MAGIC: &[u8; 8] = b"BOXLABVM";
@@ -301,12 +300,7 @@ impl Snapshot {
                 .map_err(kvm("KVM_SET_VCPU_EVENTS", "vCPU"))?;
         }
         if let Some(serial) = &state.serial {
-            let irq = std::mem::replace(
-                &mut vm.console,
-                Console::new(crate::serial::IrqLine::None, false),
-            )
-            .into_irq();
-            vm.console = Console::from_state(serial, irq, echo)?;
+            vm.console.restore(serial, echo)?;
         }
         Ok(vm)
     }

@@ -113,3 +113,38 @@ fn a_damaged_snapshot_is_refused() {
     let err = snap.restore(false).err().unwrap();
     assert!(err.to_string().contains("memory.bin"), "{err}");
 }
+
+/// Input the guest has not read yet sits in the UART's receive FIFO, which is part of the
+/// UART's state: it travels in the snapshot, and the restored guest reads it.
+#[test]
+fn unread_serial_input_travels_with_the_snapshot() {
+    if !require_root("unread_serial_input_travels_with_the_snapshot") {
+        return;
+    }
+    let config = GuestConfig {
+        cmdline: "task=echo ready".into(),
+        console_input: b"typed before the snapshot\x04".to_vec(),
+        irqchip: true,
+        ..GuestConfig::default()
+    };
+    let d = dir("snap-input");
+    let mut vm = MicroVm::tiny_guest(&config).unwrap();
+    let opts = RunOptions {
+        stop_at_ready: true,
+        ..RunOptions::default()
+    };
+    let before = vm.run(&opts, &mut |_| {}).unwrap();
+    assert_eq!(vm.unread_input(), config.console_input.len());
+    let snap = Snapshot::save(&mut vm, &d.0).unwrap();
+    drop(vm);
+    let after = snap
+        .restore(false)
+        .unwrap()
+        .run(&RunOptions::default(), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        before.output_text() + &after.output_text(),
+        config.expected_output()
+    );
+    assert!(after.output_text().contains("TYPED BEFORE THE SNAPSHOT"));
+}
