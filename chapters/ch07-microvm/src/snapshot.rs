@@ -690,6 +690,6 @@ mod tests {
             fpu_format: FpuFormat::Legacy,
             ..with_xsave
         };
-        assert!(decode(&encode(&lying)).unwrap_err().contains("disagree"));
+        assert!(decode(&encode(&lying)).err().unwrap().contains("disagree"));
     }
 }
