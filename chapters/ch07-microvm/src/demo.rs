@@ -133,7 +133,11 @@ pub fn run() -> Result<()> {
 
     println!("\nDone. Try one stage with every exit shown, or break it:");
     println!("  sudo cargo run -p ch07-microvm -- --stage guest --trace");
-    println!("  sudo cargo run -p ch07-microvm -- --stage guest --unmap 0x1ff000");
+    let input_page = GuestConfig::default()
+        .input_address()
+        .unwrap_or(HIMEM_START);
+    println!("  sudo cargo run -p ch07-microvm -- --stage guest --unmap {input_page:#x}");
+    println!("  sudo cargo run -p ch07-microvm -- --stage guest --cmdline task=echo");
     Ok(())
 }
 

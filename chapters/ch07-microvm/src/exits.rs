@@ -200,7 +200,7 @@ impl MicroVm {
                     match exit {
                         VcpuExit::IoOut(port, data) => {
                             let event = match port {
-                                p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+                                p if (COM1_PORT..COM1_PORT + COM1_PORT_COUNT).contains(&p) => {
                                     let offset = (p - COM1_PORT) as u8;
                                     self.console.write(offset, data[0])?;
                                     ExitEvent::SerialOut {
@@ -226,7 +226,7 @@ impl MicroVm {
                         }
                         VcpuExit::IoIn(port, data) => {
                             let event = match port {
-                                p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+                                p if (COM1_PORT..COM1_PORT + COM1_PORT_COUNT).contains(&p) => {
                                     let offset = (p - COM1_PORT) as u8;
                                     data[0] = self.console.read(offset)?;
                                     ExitEvent::SerialIn {

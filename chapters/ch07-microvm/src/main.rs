@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ch07_microvm::exits::{ExitEvent, RunOptions, RunReport};
+use ch07_microvm::exits::{ExitEvent, RunOptions, RunReport, Stop};
 use ch07_microvm::layout::TINY_MEM_SIZE;
 use ch07_microvm::{initramfs, GuestConfig, LinuxConfig, MicroVm, Snapshot};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -64,6 +64,11 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     initrd: Option<PathBuf>,
 
+    /// Linux: ask the initramfs's /init for a shell on the serial console (adds boxlab.shell
+    /// to the kernel command line); `exit` in it powers the VM off.
+    #[arg(long)]
+    shell: bool,
+
     /// Linux: boot even where the host's KVM cannot run a kernel (PVM, no vmx/svm).
     #[arg(long)]
     force: bool,
@@ -102,6 +107,7 @@ const EXAMPLES: &str = "Examples:
   sudo ch07-microvm --stage guest --unmap 0x1ff000    # try breaking it: a triple fault
   sudo ch07-microvm --stage snapshot
   sudo ch07-microvm --kernel vmlinuz --initrd initramfs.cpio   # hardware KVM only
+  sudo ch07-microvm --kernel vmlinuz --initrd initramfs.cpio --shell   # a shell on ttyS0
 
 A console session (--kernel, or --cmdline task=echo): stdin goes to the guest's serial port,
 a terminal in raw mode (Ctrl-C goes to the guest; Ctrl-A x leaves the VM).
@@ -144,6 +150,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the guest to its snapshot point, saves it to `dir`, drops it, restores and finishes it.
+fn save_and_restore(
+    guest: &GuestConfig,
+    dir: &std::path::Path,
+    opts: RunOptions,
+    observer: &mut dyn FnMut(&ExitEvent),
+) -> Result<RunReport> {
+    let mut vm = MicroVm::tiny_guest(guest)?;
+    let first = vm.run(
+        &RunOptions {
+            stop_at_ready: true,
+            ..opts
+        },
+        observer,
+    )?;
+    if first.stop != Stop::Ready {
+        bail!(
+            "the guest ended ({:?}) before its snapshot point",
+            first.stop
+        );
+    }
+    let snap = Snapshot::save(&mut vm, dir)?;
+    drop(vm);
+    eprintln!(
+        "\nch07-microvm: {:?}: saved to {}; the first VM is gone",
+        first.stop,
+        dir.display()
+    );
+    Ok(snap.restore(guest.echo)?.run(&opts, observer)?)
+}
+
 fn parse_addr(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let parsed = match s.strip_prefix("0x") {
@@ -157,9 +194,10 @@ fn run(cli: &Cli) -> Result<()> {
     if let Some(Command::MakeInitramfs { busybox, output }) = &cli.command {
         let size = initramfs::build(busybox, output)?;
         println!(
-            "wrote {} ({size} bytes): /init prints {:?} and reboots",
+            "wrote {} ({size} bytes): /init prints {:?}, starts a shell if the kernel command line has {}, and reboots",
             output.display(),
-            initramfs::INIT_MARKER
+            initramfs::INIT_MARKER,
+            initramfs::SHELL_WORD
         );
         return Ok(());
     }
@@ -237,6 +275,10 @@ fn run(cli: &Cli) -> Result<()> {
             if let Some(cmdline) = &cli.cmdline {
                 config.cmdline = cmdline.clone();
             }
+            if cli.shell {
+                config.cmdline.push(' ');
+                config.cmdline.push_str(initramfs::SHELL_WORD);
+            }
             if let Some(mib) = cli.mem {
                 config.mem_size = mib << 20;
             }
@@ -296,25 +338,9 @@ fn snapshot(
             true,
         ),
     };
-    let mut vm = MicroVm::tiny_guest(&guest)?;
-    let first = vm.run(
-        &RunOptions {
-            stop_at_ready: true,
-            ..opts
-        },
-        observer,
-    )?;
-    let snap = Snapshot::save(&mut vm, &dir)?;
-    drop(vm);
-    eprintln!(
-        "\nch07-microvm: {:?}: saved to {}; the first VM is gone",
-        first.stop,
-        dir.display()
-    );
-    let result = snap
-        .restore(guest.echo)
-        .and_then(|mut vm| vm.run(&opts, observer));
+    let result = save_and_restore(&guest, &dir, opts, observer);
     if temporary {
+        // Also when saving failed half way: a temporary snapshot never outlives the command.
         let _ = std::fs::remove_dir_all(&dir);
     }
     let report = result?;
