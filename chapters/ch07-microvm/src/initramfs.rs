@@ -145,7 +145,18 @@ pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
             data: init.as_bytes(),
         },
     ]);
-    fs::write(out, &archive).map_err(|e| err(e.to_string()))?;
+    // Written aside and renamed: `out` is either the old archive or the complete new one.
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    fs::write(&tmp, &archive)
+        .map_err(|e| err(format!("writing {}: {e}", Path::new(&tmp).display())))?;
+    fs::rename(&tmp, out).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        err(format!(
+            "renaming {} into place: {e}",
+            Path::new(&tmp).display()
+        ))
+    })?;
     Ok(archive.len() as u64)
 }
 
