@@ -184,6 +184,11 @@ impl MicroVm {
         &self.ram
     }
 
+    /// The VM, for inspecting the in-kernel devices (KVM_GET_IRQCHIP, KVM_GET_PIT2).
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm
+    }
+
     /// The vCPU, for inspecting registers.
     pub fn vcpu(&self) -> &VcpuFd {
         &self.vcpu

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use ch07_microvm::exits::{RunOptions, Stop};
+use ch07_microvm::exits::{ExitEvent, RunOptions, Stop};
 use ch07_microvm::guest::echo_reply;
+use ch07_microvm::layout::COM1_IRQ;
 use ch07_microvm::{GuestConfig, MicroVm};
+use kvm_bindings::{kvm_irqchip, KVM_IRQCHIP_PIC_MASTER};
 use labkit::require_root;
 
 fn echo_config(irqchip: bool) -> GuestConfig {
@@ -113,4 +115,49 @@ fn quit_from_another_thread_stops_a_guest_that_never_exits() {
     quitter.join().unwrap();
     assert_eq!(report.stop, Stop::Quit);
     assert!(report.output_text().ends_with("fault: spinning forever\n"));
+}
+
+/// The UART's interrupt line, end to end: the guest enables "received data" in the IER, the VMM
+/// puts a byte in the FIFO, vm-superio writes the irqfd, and KVM raises IRQ 4 on the in-kernel
+/// PIC: its interrupt request register (IRR) shows bit 4. (The guest runs with interrupts off,
+/// so the request stays pending for us to see.) Without the input, no request.
+#[test]
+fn input_raises_irq4_on_the_in_kernel_pic_through_the_irqfd() {
+    if !require_root("input_raises_irq4_on_the_in_kernel_pic_through_the_irqfd") {
+        return;
+    }
+    let pic_irr = |vm: &MicroVm| {
+        let mut chip = kvm_irqchip {
+            chip_id: KVM_IRQCHIP_PIC_MASTER,
+            ..Default::default()
+        };
+        vm.vm_fd().get_irqchip(&mut chip).unwrap();
+        // SAFETY: for chip_id PIC_MASTER, KVM fills the `pic` member of the union.
+        unsafe { chip.chip.pic }.irr
+    };
+    let mut vm = MicroVm::tiny_guest(&echo_config(true)).unwrap();
+    let input = vm.input();
+    let quitter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        input.quit();
+    });
+    vm.run(&RunOptions::default(), &mut |_| {}).unwrap();
+    quitter.join().unwrap();
+    assert_eq!(pic_irr(&vm) & (1 << COM1_IRQ), 0, "IRQ 4 before any input");
+
+    // Sent when the guest first polls the line status register (so after it wrote the IER), like
+    // a key pressed while it waits. The observer runs on the vCPU thread: a kick to itself.
+    let mut vm = MicroVm::tiny_guest(&echo_config(true)).unwrap();
+    let input = vm.input();
+    let mut sent = false;
+    let report = vm
+        .run(&RunOptions::default(), &mut |event| {
+            if !sent && matches!(event, ExitEvent::SerialIn { offset: 5, .. }) {
+                input.send(b"x\x04");
+                sent = true;
+            }
+        })
+        .unwrap();
+    assert!(report.output_text().contains("\nX\necho: 1 bytes\n"));
+    assert_ne!(pic_irr(&vm) & (1 << COM1_IRQ), 0, "IRQ 4 after input");
 }
