@@ -28,12 +28,28 @@ fn main() {
         println!("cargo:rerun-if-changed={file}");
     }
     println!("cargo:rerun-if-env-changed=BOXLAB_GUEST_CC");
+    println!("cargo:rerun-if-env-changed=BOXLAB_GUEST_OBJCOPY");
+
+    // Every port and address the guests use, as -D flags for the C and assembly sources.
+    let defines: Vec<String> = [
+        ("COM1_PORT", u64::from(layout::COM1_PORT)),
+        ("READY_PORT", u64::from(layout::READY_PORT)),
+        ("I8042_COMMAND_PORT", u64::from(layout::I8042_COMMAND_PORT)),
+        ("I8042_RESET_CMD", u64::from(layout::I8042_RESET_CMD)),
+        ("UNBACKED_PROBE_ADDR", layout::UNBACKED_PROBE_ADDR),
+        ("UNMAPPED_VIRT_ADDR", layout::UNMAPPED_VIRT_ADDR),
+    ]
+    .iter()
+    .map(|(name, value)| format!("-D{name}={value:#x}"))
+    .collect();
 
     // Stages 1 and 2: a few instructions each, assembled and cut out as raw bytes.
     for name in ["real_mode", "long_mode"] {
         let obj = out.join(format!("{name}.o"));
         run(Command::new(&cc)
-            .args(["-m64", "-c", "-o"])
+            .args(["-m64", "-c"])
+            .args(&defines)
+            .arg("-o")
             .arg(&obj)
             .arg(format!("guest/{name}.S")));
         run(Command::new(&objcopy)
@@ -43,12 +59,6 @@ fn main() {
     }
 
     // Stage 3: the tiny guest, an ELF linked at HIMEM_START and a flat copy of it.
-    let defines = [
-        ("COM1_PORT", u64::from(layout::COM1_PORT)),
-        ("READY_PORT", u64::from(layout::READY_PORT)),
-        ("UNBACKED_PROBE_ADDR", layout::UNBACKED_PROBE_ADDR),
-        ("UNMAPPED_VIRT_ADDR", layout::UNMAPPED_VIRT_ADDR),
-    ];
     let elf = out.join("guest.elf");
     let mut gcc = Command::new(&cc);
     gcc.args([
@@ -72,9 +82,7 @@ fn main() {
         "-Wl,-z,noexecstack",
         "-Wl,--no-warn-rwx-segments",
     ]);
-    for (name, value) in defines {
-        gcc.arg(format!("-D{name}={value:#x}"));
-    }
+    gcc.args(&defines);
     gcc.arg(format!("-Wl,--defsym=LOAD_ADDR={:#x}", layout::HIMEM_START))
         .arg("-T")
         .arg(Path::new("guest/linker.ld"))

@@ -10,8 +10,8 @@ _start:
     call  guest_main
     /* Power off: pulse the reset line through the i8042 keyboard controller, as Linux does
      * with reboot=k. There is no real power button on this machine: the VMM stops here. */
-1:  mov   $0xfe, %al
-    out   %al, $0x64
+1:  mov   $I8042_RESET_CMD, %al
+    out   %al, $I8042_COMMAND_PORT
     hlt
     jmp   1b
 // ANCHOR_END: entry

@@ -35,9 +35,26 @@ static inline void outb(u16 port, u8 value) {
     __asm__ volatile("outb %0, %1" : : "a"(value), "Nd"(port));
 }
 
+static inline u8 inb(u16 port) {
+    u8 value;
+    __asm__ volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+    return value;
+}
+
 /* A real 8250 driver would wait for "transmitter empty" (read port 0x3fd) before each byte;
  * the VMM's UART is always ready, so we save that second exit per byte. */
 static void putc_serial(char c) { outb(COM1_PORT, (u8)c); }
+
+/* Input: poll the line status register (COM1 + 5) until bit 0, "data ready", is set, then read
+ * the receive buffer (COM1 + 0). Each poll is one exit to the VMM, which is also when it moves
+ * the next queued byte into the UART. (Linux instead enables the "received data" interrupt in
+ * the IER and sleeps in hlt until IRQ 4; our guest has no IDT to take interrupts with.) */
+#define COM1_LSR (COM1_PORT + 5)
+#define LSR_DATA_READY 0x01
+static u8 getc_serial(void) {
+    while (!(inb(COM1_LSR) & LSR_DATA_READY)) __asm__ volatile("pause");
+    return inb(COM1_PORT);
+}
 // ANCHOR_END: io
 
 static void puts(const char *s) { while (*s) putc_serial(*s++); }
@@ -108,6 +125,31 @@ static void misbehave(const char *fault) {
     }
 }
 
+// ANCHOR: echo
+/* task=echo: a console session. Every byte typed at the host comes back upper-cased (Enter as a
+ * new line) until Ctrl-D. The host's terminal is in raw mode, so this *is* the echo you see. */
+#define CTRL_D 0x04
+#define COM1_IER (COM1_PORT + 1)
+#define IER_RECEIVED_DATA 0x01
+static void echo(void) {
+    /* Ask for the "received data" interrupt, as Linux's 8250 driver does. We still poll (no
+     * IDT, and interrupts stay off), but the VMM now raises IRQ 4 for each byte it gives us. */
+    outb(COM1_IER, IER_RECEIVED_DATA);
+    puts("echo: type, Ctrl-D to end\n");
+    u64 count = 0;
+    for (;;) {
+        u8 c = getc_serial();
+        if (c == CTRL_D) break;
+        count++;
+        if (c == '\r' || c == '\n') putc_serial('\n');
+        else putc_serial(c >= 'a' && c <= 'z' ? c - 32 : c);
+    }
+    puts("\necho: ");
+    put_dec(count);
+    puts(" bytes\n");
+}
+// ANCHOR_END: echo
+
 // ANCHOR: main
 void guest_main(const u8 *boot_params) {
     puts("boxlab guest: up in 64-bit mode\n");
@@ -153,8 +195,10 @@ void guest_main(const u8 *boot_params) {
         for (u32 i = 0; i < len; i++)
             putc_serial(input[i] >= 'a' && input[i] <= 'z' ? input[i] - 32 : input[i]);
         putc_serial('\n');
+    } else if (value_is(task, "echo")) {
+        echo();
     } else {
-        puts("unknown task (try task=crc32 or task=upper)\n");
+        puts("unknown task (try task=crc32, task=upper or task=echo)\n");
     }
     puts("bye: powering off via the i8042\n");
 }

@@ -6,7 +6,7 @@
     .globl _start
 _start:
 // ANCHOR: long_mode
-    mov   $0x3f8, %dx
+    mov   $COM1_PORT, %dx
     lea   message(%rip), %rsi  /* %rip-relative addressing exists only in 64-bit mode */
 1:  lodsb                      /* %al = *%rsi++ */
     test  %al, %al

@@ -9,7 +9,7 @@ _start:
     mov  %ax, %cx
     add  %bx, %cx          /* 2 + 3, from registers the VMM set */
     add  $'0', %cl         /* as an ASCII digit */
-    mov  $0x3f8, %dx       /* COM1's data register */
+    mov  $COM1_PORT, %dx   /* COM1's data register */
     mov  $'H', %al
     out  %al, (%dx)        /* -> KVM_EXIT_IO, port 0x3f8, 1 byte: 'H' */
     mov  $'i', %al

@@ -8,6 +8,7 @@ use ch07_microvm::guest::{LONG_MODE_OUTPUT, REAL_MODE_OUTPUT, TINY_GUEST_ELF};
 use ch07_microvm::layout::*;
 use ch07_microvm::linux::host_summary;
 use ch07_microvm::overhead;
+use ch07_microvm::snapshot::FpuFormat;
 use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot};
 
 pub fn run() -> Result<()> {
@@ -132,7 +133,11 @@ pub fn run() -> Result<()> {
 
     println!("\nDone. Try one stage with every exit shown, or break it:");
     println!("  sudo cargo run -p ch07-microvm -- --stage guest --trace");
-    println!("  sudo cargo run -p ch07-microvm -- --stage guest --unmap 0x1ff000");
+    let input_page = GuestConfig::default()
+        .input_address()
+        .unwrap_or(HIMEM_START);
+    println!("  sudo cargo run -p ch07-microvm -- --stage guest --unmap {input_page:#x}");
+    println!("  sudo cargo run -p ch07-microvm -- --stage guest --cmdline task=echo");
     Ok(())
 }
 
@@ -160,7 +165,11 @@ fn snapshot_demo(config: &GuestConfig, dir: &std::path::Path) -> Result<()> {
         config.mem_size >> 10,
         mem_disk >> 10
     );
-    println!("  regs, sregs, FPU, MSRs, events, debug registers, the UART)");
+    let fpu = match snap.fpu_format()? {
+        FpuFormat::Xsave => "the XSAVE area and XCR0",
+        FpuFormat::Legacy => "the FPU",
+    };
+    println!("  regs, sregs, {fpu}, MSRs, events, debug registers, the UART)");
     let mut restored = snap.restore(false)?;
     let after = restored.run(&RunOptions::default(), &mut |_| {})?;
     let mut whole = before.output.clone();

@@ -24,6 +24,9 @@ pub enum VmError {
     #[error("invalid machine configuration: {0}")]
     Config(String),
 
+    #[error("the serial port COM1 (ports 0x3f8..0x3ff): {0}")]
+    Serial(String),
+
     // ANCHOR: guest_errors
     #[error("the guest triple-faulted (KVM_EXIT_SHUTDOWN) at rip {rip:#x}: it took an exception it could not deliver (our IDT is empty){cr2_hint}; output so far: {output:?}")]
     TripleFault {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use kvm_ioctls::VcpuExit;
 
 use crate::error::{Result, VmError};
+use crate::input::Running;
 use crate::layout::*;
 use crate::vm::MicroVm;
 use crate::watchdog::Watchdog;
@@ -108,6 +109,8 @@ pub enum Stop {
     Halted,
     /// The guest reached its snapshot point and [`RunOptions::stop_at_ready`] was set.
     Ready,
+    /// The host asked the VM to stop ([`crate::InputHandle::quit`]; Ctrl-A x on the console).
+    Quit,
 }
 
 /// How to run.
@@ -174,8 +177,16 @@ impl MicroVm {
     ) -> Result<RunReport> {
         let output_before = self.console.output().bytes.len();
         let watchdog = Watchdog::arm(opts.time_limit)?;
+        let input = self.input.clone();
+        let kvm_run: *mut kvm_bindings::kvm_run = self.vcpu.get_kvm_run();
+        let _running = Running::enter(&input, kvm_run)?;
         let mut exits = 0u64;
         let stop = loop {
+            // Input from other threads (they kicked us out of KVM_RUN for it): into the UART.
+            self.console.enqueue_input(&input.take())?;
+            if input.take_quit() {
+                break Stop::Quit;
+            }
             if watchdog.expired() {
                 return Err(VmError::Timeout {
                     limit: opts.time_limit.unwrap_or_default(),
@@ -189,7 +200,7 @@ impl MicroVm {
                     match exit {
                         VcpuExit::IoOut(port, data) => {
                             let event = match port {
-                                p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+                                p if (COM1_PORT..COM1_PORT + COM1_PORT_COUNT).contains(&p) => {
                                     let offset = (p - COM1_PORT) as u8;
                                     self.console.write(offset, data[0])?;
                                     ExitEvent::SerialOut {
@@ -215,9 +226,9 @@ impl MicroVm {
                         }
                         VcpuExit::IoIn(port, data) => {
                             let event = match port {
-                                p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+                                p if (COM1_PORT..COM1_PORT + COM1_PORT_COUNT).contains(&p) => {
                                     let offset = (p - COM1_PORT) as u8;
-                                    data[0] = self.console.read(offset);
+                                    data[0] = self.console.read(offset)?;
                                     ExitEvent::SerialIn {
                                         offset,
                                         value: data[0],
@@ -263,8 +274,13 @@ impl MicroVm {
                         other => Step::Unhandled(format!("{other:?}")),
                     }
                 }
-                // A signal (our time limit) interrupted KVM_RUN: check the flag, go round.
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Step::Continue,
+                // A signal (our time limit, or an input kick that set `immediate_exit`)
+                // interrupted KVM_RUN: clear the flag, go round (the top of the loop looks at
+                // the input queue and the time limit).
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.vcpu.set_kvm_immediate_exit(0);
+                    Step::Continue
+                }
                 Err(errno) => {
                     return Err(VmError::Kvm {
                         ioctl: "KVM_RUN",

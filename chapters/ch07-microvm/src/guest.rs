@@ -24,8 +24,8 @@ pub const DEFAULT_INPUT: &[u8] = b"hello from the VMM: checksum me!";
 /// A tiny-guest machine: its command line, its input (passed as the initrd), its RAM.
 #[derive(Debug, Clone)]
 pub struct GuestConfig {
-    /// e.g. `task=crc32`, `task=upper`, `ready` (stop at the snapshot point), `fault=mmio`,
-    /// `fault=triple`, `fault=spin`.
+    /// e.g. `task=crc32`, `task=upper`, `task=echo` (read the serial port), `ready` (stop at
+    /// the snapshot point), `fault=mmio`, `fault=triple`, `fault=spin`.
     pub cmdline: String,
     pub input: Vec<u8>,
     pub mem_size: u64,
@@ -36,6 +36,9 @@ pub struct GuestConfig {
     pub unmap: Option<u64>,
     /// Copy the guest's serial output to our stdout as it comes.
     pub echo: bool,
+    /// Bytes waiting on the serial line before the first instruction (what `task=echo` reads;
+    /// more can come during the run through [`crate::MicroVm::input`]).
+    pub console_input: Vec<u8>,
 }
 
 impl Default for GuestConfig {
@@ -47,6 +50,7 @@ impl Default for GuestConfig {
             irqchip: false,
             unmap: None,
             echo: false,
+            console_input: Vec::new(),
         }
     }
 }
@@ -82,7 +86,8 @@ impl GuestConfig {
                 "upper: {}\n",
                 String::from_utf8_lossy(&self.input.to_ascii_uppercase())
             ),
-            _ => "unknown task (try task=crc32 or task=upper)\n".into(),
+            "echo" => echo_reply(&self.console_input),
+            _ => UNKNOWN_TASK.into(),
         };
         format!(
             "boxlab guest: up in 64-bit mode\ncmdline: '{}'\nram: {ram_kib} KiB in 3 e820 entries\ninput: {len} bytes at {addr:#08x}\n{result}bye: powering off via the i8042\n",
@@ -90,6 +95,31 @@ impl GuestConfig {
         )
     }
 }
+
+/// What the guest prints for an unknown `task=`.
+pub const UNKNOWN_TASK: &str = "unknown task (try task=crc32, task=upper or task=echo)\n";
+
+/// The byte that ends `task=echo`: Ctrl-D (EOT), as a terminal in raw mode sends it.
+pub const ECHO_END: u8 = 0x04;
+
+// ANCHOR: echo_reply
+/// What `task=echo` prints for `typed`, the bytes it reads from the serial port: its prompt,
+/// each byte as it arrives (a-z upper-cased, Enter as a new line), up to Ctrl-D, and a count.
+/// Bytes after Ctrl-D are never read.
+pub fn echo_reply(typed: &[u8]) -> String {
+    let mut out = String::from("echo: type, Ctrl-D to end\n");
+    let mut count = 0;
+    for &byte in typed.iter().take_while(|&&b| b != ECHO_END) {
+        count += 1;
+        out.push(match byte {
+            b'\r' | b'\n' => '\n',
+            b => char::from(b.to_ascii_uppercase()),
+        });
+    }
+    out.push_str(&format!("\necho: {count} bytes\n"));
+    out
+}
+// ANCHOR_END: echo_reply
 
 /// CRC-32 (IEEE), bit by bit: the reference the guest's table-driven version must match.
 pub fn crc32(data: &[u8]) -> u32 {

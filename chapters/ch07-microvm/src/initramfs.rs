@@ -1,5 +1,6 @@
 //! A tiny initramfs for stage 4: a `cpio` archive ("newc" format) with a static busybox and an
-//! `/init` script that prints a marker and reboots (which, with `reboot=k`, is our power-off).
+//! `/init` script that prints a marker, optionally gives you a shell, and reboots (which, with
+//! `reboot=k`, is our power-off).
 //!
 //! The kernel unpacks the initramfs into a RAM filesystem and runs `/init` as PID 1. The
 //! format is the simplest archive there is: per file a 110-byte ASCII header, the name, the
@@ -82,15 +83,29 @@ pub fn newc(entries: &[Entry]) -> Vec<u8> {
 }
 // ANCHOR_END: newc
 
-/// The `/init` script.
+/// The kernel command-line word that makes `/init` start a shell on the console.
+pub const SHELL_WORD: &str = "boxlab.shell";
+
+// ANCHOR: init
+/// The `/init` script: the marker, then (with `boxlab.shell` on the kernel command line) a shell
+/// on the serial console with its job control terminal, and a reboot (our power-off) when the
+/// shell exits.
 pub fn init_script() -> String {
     format!(
         "#!/bin/busybox sh\n\
-         /bin/busybox mount -t proc proc /proc\n\
-         echo \"{INIT_MARKER}: Linux $(/bin/busybox uname -r) is up in the boxlab micro-VM\"\n\
-         /bin/busybox reboot -f\n"
+         /bin/busybox --install -s /bin\n\
+         export PATH=/bin\n\
+         mount -t proc proc /proc\n\
+         echo \"{INIT_MARKER}: Linux $(uname -r) is up in the boxlab micro-VM\"\n\
+         if grep -qw {SHELL_WORD} /proc/cmdline; then\n\
+         \x20   mount -t devtmpfs dev /dev 2>/dev/null\n\
+         \x20   echo 'boxlab: a shell on ttyS0; exit powers the VM off'\n\
+         \x20   setsid cttyhack sh || sh\n\
+         fi\n\
+         reboot -f\n"
     )
 }
+// ANCHOR_END: init
 
 /// Builds the initramfs at `out` from a static `busybox` binary.
 pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
@@ -109,6 +124,7 @@ pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
         Entry::Dir("bin"),
         Entry::Dir("dev"),
         Entry::Dir("proc"),
+        Entry::Dir("tmp"),
         Entry::CharDev {
             path: "dev/console",
             major: 5,
@@ -129,7 +145,18 @@ pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
             data: init.as_bytes(),
         },
     ]);
-    fs::write(out, &archive).map_err(|e| err(e.to_string()))?;
+    // Written aside and renamed: `out` is either the old archive or the complete new one.
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    fs::write(&tmp, &archive)
+        .map_err(|e| err(format!("writing {}: {e}", Path::new(&tmp).display())))?;
+    fs::rename(&tmp, out).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        err(format!(
+            "renaming {} into place: {e}",
+            Path::new(&tmp).display()
+        ))
+    })?;
     Ok(archive.len() as u64)
 }
 
@@ -152,5 +179,16 @@ mod tests {
         assert!(text.contains("init\0"));
         assert!(text.contains("#!/bin/sh\n"));
         assert!(text.contains("TRAILER!!!"));
+    }
+
+    /// The shell is keyed on the command-line word, and the VM powers off after it either way.
+    #[test]
+    fn init_starts_a_shell_only_with_boxlab_shell() {
+        let script = init_script();
+        assert!(script.starts_with("#!/bin/busybox sh\n"));
+        let shell_line = script.lines().find(|l| l.starts_with("if grep")).unwrap();
+        assert_eq!(shell_line, "if grep -qw boxlab.shell /proc/cmdline; then");
+        assert!(script.contains("\n    setsid cttyhack sh || sh\n"));
+        assert!(script.trim_end().ends_with("reboot -f"));
     }
 }

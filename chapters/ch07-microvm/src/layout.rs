@@ -56,6 +56,7 @@ pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 
 /// COM1, the first 8250 UART: 8 registers at 0x3f8..0x3ff; IRQ 4 on a PC.
 pub const COM1_PORT: u16 = 0x3f8;
+pub const COM1_PORT_COUNT: u16 = 8;
 pub const COM1_IRQ: u32 = 4;
 /// The i8042 keyboard controller's command port: writing 0xfe "pulses the reset line". This is
 /// how Linux reboots with `reboot=k`, and how our guest powers off.

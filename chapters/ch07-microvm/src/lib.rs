@@ -15,6 +15,7 @@ pub mod gdt;
 pub mod guest;
 pub mod host;
 pub mod initramfs;
+pub mod input;
 /// Every guest-physical address and magic number of the micro-VM, in one place.
 ///
 /// A VMM and its guest agree on a memory map before the first instruction runs. Linux's x86
@@ -33,6 +34,7 @@ mod watchdog;
 pub use error::VmError;
 pub use exits::{ExitEvent, RunOptions, RunReport, Stop};
 pub use guest::GuestConfig;
+pub use input::InputHandle;
 pub use linux::LinuxConfig;
 pub use snapshot::Snapshot;
 pub use vm::MicroVm;

@@ -252,17 +252,25 @@ mod tests {
     use super::*;
     use crate::guest::TINY_GUEST_ELF;
 
-    fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    /// A scratch file, removed when dropped (also when the test fails).
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+
+    fn scratch(name: &str, bytes: &[u8]) -> Scratch {
         let path = std::env::temp_dir().join(format!("boxlab-ch07-{}-{name}", std::process::id()));
         fs::write(&path, bytes).unwrap();
-        path
+        Scratch(path)
     }
 
     #[test]
     fn garbage_is_neither_elf_nor_bzimage() {
         let path = scratch("garbage", &[0x55; 4096]);
-        let err = sniff(&path).unwrap_err().to_string();
-        fs::remove_file(&path).unwrap();
+        let err = sniff(&path.0).unwrap_err().to_string();
         assert!(err.contains("neither the ELF magic"), "{err}");
     }
 
@@ -270,8 +278,7 @@ mod tests {
     fn a_truncated_elf_is_refused_by_the_loader() {
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
         let path = scratch("truncated-elf", &TINY_GUEST_ELF[..200]);
-        let err = load_kernel(&ram, &path).unwrap_err();
-        fs::remove_file(&path).unwrap();
+        let err = load_kernel(&ram, &path.0).unwrap_err();
         assert!(matches!(err, VmError::KernelLoad { .. }), "{err}");
     }
 
@@ -281,8 +288,7 @@ mod tests {
         fake[BZIMAGE_HDR_MAGIC_OFFSET..BZIMAGE_HDR_MAGIC_OFFSET + 4].copy_from_slice(b"HdrS");
         let path = scratch("fake-bzimage", &fake);
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
-        let err = load_kernel(&ram, &path).unwrap_err();
-        fs::remove_file(&path).unwrap();
+        let err = load_kernel(&ram, &path.0).unwrap_err();
         assert!(matches!(err, VmError::KernelLoad { .. }), "{err}");
     }
 
@@ -290,15 +296,13 @@ mod tests {
     fn the_tiny_guest_elf_loads_like_a_vmlinux() {
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
         let path = scratch("guest-elf", TINY_GUEST_ELF);
-        let kernel = load_kernel(&ram, &path).unwrap();
+        let kernel = load_kernel(&ram, &path.0).unwrap();
         assert_eq!(
             (kernel.format, kernel.entry),
             (KernelFormat::Elf, HIMEM_START)
         );
         let big = scratch("big-initrd", &vec![0u8; 15 << 20]);
-        let err = load_initrd(&ram, &big, kernel.end).unwrap_err();
-        fs::remove_file(&path).unwrap();
-        fs::remove_file(&big).unwrap();
+        let err = load_initrd(&ram, &big.0, kernel.end).unwrap_err();
         assert!(matches!(err, VmError::InitrdTooLarge { .. }), "{err}");
     }
 }

@@ -2,13 +2,14 @@
 //! exits as they happen, timings, memory, and a snapshot restored into a new VM.
 
 mod demo;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ch07_microvm::exits::{ExitEvent, RunOptions};
+use ch07_microvm::exits::{ExitEvent, RunOptions, RunReport, Stop};
 use ch07_microvm::layout::TINY_MEM_SIZE;
 use ch07_microvm::{initramfs, GuestConfig, LinuxConfig, MicroVm, Snapshot};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,7 +28,7 @@ struct Cli {
     #[arg(long, value_enum)]
     stage: Option<Stage>,
 
-    /// The guest's command line (tiny guest: task=crc32|upper, ready, fault=mmio|triple|spin).
+    /// The guest's command line (tiny guest: task=crc32|upper|echo, ready, fault=mmio|triple|spin).
     #[arg(long)]
     cmdline: Option<String>,
 
@@ -51,9 +52,9 @@ struct Cli {
     #[arg(long)]
     trace: bool,
 
-    /// Stop the guest after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    time_limit: f64,
+    /// Stop the guest after this many seconds [default: 10, none for a console session].
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: Option<f64>,
 
     /// Linux: the kernel (bzImage or ELF vmlinux); implies --stage linux.
     #[arg(long, value_name = "FILE")]
@@ -62,6 +63,11 @@ struct Cli {
     /// Linux: the initramfs.
     #[arg(long, value_name = "FILE")]
     initrd: Option<PathBuf>,
+
+    /// Linux: ask the initramfs's /init for a shell on the serial console (adds boxlab.shell
+    /// to the kernel command line); `exit` in it powers the VM off.
+    #[arg(long)]
+    shell: bool,
 
     /// Linux: boot even where the host's KVM cannot run a kernel (PVM, no vmx/svm).
     #[arg(long)]
@@ -97,9 +103,14 @@ const EXAMPLES: &str = "Examples:
   sudo ch07-microvm                                   # the demo: all stages
   sudo ch07-microvm --stage real-mode --trace
   sudo ch07-microvm --stage guest --cmdline 'task=upper' --input 'make me loud'
+  sudo ch07-microvm --stage guest --cmdline task=echo  # type to the guest; Ctrl-D ends it
   sudo ch07-microvm --stage guest --unmap 0x1ff000    # try breaking it: a triple fault
   sudo ch07-microvm --stage snapshot
   sudo ch07-microvm --kernel vmlinuz --initrd initramfs.cpio   # hardware KVM only
+  sudo ch07-microvm --kernel vmlinuz --initrd initramfs.cpio --shell   # a shell on ttyS0
+
+A console session (--kernel, or --cmdline task=echo): stdin goes to the guest's serial port,
+a terminal in raw mode (Ctrl-C goes to the guest; Ctrl-A x leaves the VM).
   ch07-microvm make-initramfs --busybox /bin/busybox -o initramfs.cpio";
 
 fn main() -> ExitCode {
@@ -139,6 +150,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the guest to its snapshot point, saves it to `dir`, drops it, restores and finishes it.
+fn save_and_restore(
+    guest: &GuestConfig,
+    dir: &std::path::Path,
+    opts: RunOptions,
+    observer: &mut dyn FnMut(&ExitEvent),
+) -> Result<RunReport> {
+    let mut vm = MicroVm::tiny_guest(guest)?;
+    let first = vm.run(
+        &RunOptions {
+            stop_at_ready: true,
+            ..opts
+        },
+        observer,
+    )?;
+    if first.stop != Stop::Ready {
+        bail!(
+            "the guest ended ({:?}) before its snapshot point",
+            first.stop
+        );
+    }
+    let snap = Snapshot::save(&mut vm, dir)?;
+    drop(vm);
+    eprintln!(
+        "\nch07-microvm: {:?}: saved to {}; the first VM is gone",
+        first.stop,
+        dir.display()
+    );
+    Ok(snap.restore(guest.echo)?.run(&opts, observer)?)
+}
+
 fn parse_addr(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let parsed = match s.strip_prefix("0x") {
@@ -152,9 +194,10 @@ fn run(cli: &Cli) -> Result<()> {
     if let Some(Command::MakeInitramfs { busybox, output }) = &cli.command {
         let size = initramfs::build(busybox, output)?;
         println!(
-            "wrote {} ({size} bytes): /init prints {:?} and reboots",
+            "wrote {} ({size} bytes): /init prints {:?}, starts a shell if the kernel command line has {}, and reboots",
             output.display(),
-            initramfs::INIT_MARKER
+            initramfs::INIT_MARKER,
+            initramfs::SHELL_WORD
         );
         return Ok(());
     }
@@ -166,14 +209,22 @@ fn run(cli: &Cli) -> Result<()> {
         (None, Some(_)) => Stage::Linux,
         (None, None) => Stage::Guest,
     };
-    if !(cli.time_limit > 0.0 && cli.time_limit.is_finite()) {
-        bail!(
-            "--time-limit {}: give a positive number of seconds",
-            cli.time_limit
-        );
-    }
+    let console_session = match stage {
+        Stage::Linux => true,
+        Stage::Guest => cli
+            .cmdline
+            .as_deref()
+            .is_some_and(|c| c.split(' ').any(|w| w == "task=echo")),
+        _ => false,
+    };
+    let time_limit = match cli.time_limit {
+        Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
+        Some(s) => bail!("--time-limit {s}: give a positive number of seconds"),
+        None if console_session => None,
+        None => Some(Duration::from_secs(10)),
+    };
     let mut opts = RunOptions {
-        time_limit: Some(Duration::from_secs_f64(cli.time_limit)),
+        time_limit,
         ..RunOptions::default()
     };
     let trace = cli.trace;
@@ -211,7 +262,10 @@ fn run(cli: &Cli) -> Result<()> {
             vm.set_echo(!trace);
             vm.run(&opts, &mut observer)?
         }
-        Stage::Guest => MicroVm::tiny_guest(&guest)?.run(&opts, &mut observer)?,
+        Stage::Guest => {
+            let vm = MicroVm::tiny_guest(&guest)?;
+            run_console(vm, console_session, &opts, &mut observer)?
+        }
         Stage::Linux => {
             let kernel = cli.kernel.clone().context("--kernel FILE")?;
             let mut config = LinuxConfig::new(kernel);
@@ -221,10 +275,14 @@ fn run(cli: &Cli) -> Result<()> {
             if let Some(cmdline) = &cli.cmdline {
                 config.cmdline = cmdline.clone();
             }
+            if cli.shell {
+                config.cmdline.push(' ');
+                config.cmdline.push_str(initramfs::SHELL_WORD);
+            }
             if let Some(mib) = cli.mem {
                 config.mem_size = mib << 20;
             }
-            MicroVm::linux(&config)?.run(&opts, &mut observer)?
+            run_console(MicroVm::linux(&config)?, true, &opts, &mut observer)?
         }
         Stage::Snapshot => return snapshot(cli, guest, opts, &mut observer),
     };
@@ -244,6 +302,26 @@ fn run(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: console_session
+/// Runs `vm`; for a console session with our stdin on its serial port (raw mode on a terminal,
+/// restored when this returns, whichever way).
+fn run_console(
+    mut vm: MicroVm,
+    console_session: bool,
+    opts: &RunOptions,
+    observer: &mut dyn FnMut(&ExitEvent),
+) -> Result<RunReport> {
+    let _raw = if console_session {
+        let raw = terminal::RawMode::enable()?;
+        terminal::forward_stdin(vm.input(), raw.is_some());
+        raw
+    } else {
+        None
+    };
+    Ok(vm.run(opts, observer)?)
+}
+// ANCHOR_END: console_session
+
 fn snapshot(
     cli: &Cli,
     mut guest: GuestConfig,
@@ -260,25 +338,9 @@ fn snapshot(
             true,
         ),
     };
-    let mut vm = MicroVm::tiny_guest(&guest)?;
-    let first = vm.run(
-        &RunOptions {
-            stop_at_ready: true,
-            ..opts
-        },
-        observer,
-    )?;
-    let snap = Snapshot::save(&mut vm, &dir)?;
-    drop(vm);
-    eprintln!(
-        "\nch07-microvm: {:?}: saved to {}; the first VM is gone",
-        first.stop,
-        dir.display()
-    );
-    let result = snap
-        .restore(guest.echo)
-        .and_then(|mut vm| vm.run(&opts, observer));
+    let result = save_and_restore(&guest, &dir, opts, observer);
     if temporary {
+        // Also when saving failed half way: a temporary snapshot never outlives the command.
         let _ = std::fs::remove_dir_all(&dir);
     }
     let report = result?;

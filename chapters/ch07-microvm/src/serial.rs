@@ -3,8 +3,12 @@
 //! The guest sees eight I/O ports at 0x3f8..0x3ff. Each access leaves the guest (KVM_EXIT_IO)
 //! and lands here; `vm-superio` does the register logic (divisor latch, line status, FIFO), and
 //! what the guest writes to the data register comes out of its `Write` end: ours records it,
-//! with the time of the first byte, and optionally echoes it to our stdout.
+//! with the time of the first byte, and optionally echoes it to our stdout. Input goes the other
+//! way: bytes for the guest wait in a queue of ours until the UART's 64-byte receive FIFO has
+//! room, and each batch moved into the FIFO raises the "received data" interrupt (if the guest
+//! enabled it), as a real 8250 does when a character arrives on the line.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -14,6 +18,7 @@ use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::{Result, VmError};
+use crate::layout::COM1_IRQ;
 
 // ANCHOR: trigger
 /// How the UART raises its interrupt line.
@@ -80,6 +85,8 @@ impl Write for Output {
 /// COM1.
 pub struct Console {
     uart: Serial<IrqLine, NoEvents, Output>,
+    /// Input the FIFO had no room for yet.
+    pending: VecDeque<u8>,
 }
 
 impl Console {
@@ -90,6 +97,7 @@ impl Console {
         };
         Console {
             uart: Serial::new(irq, output),
+            pending: VecDeque::new(),
         }
     }
 
@@ -100,28 +108,59 @@ impl Console {
             ..Output::default()
         };
         let uart = Serial::from_state(state, irq, NoEvents, output).map_err(|e| {
-            VmError::Config(format!("restoring the serial port's registers: {e:?}"))
+            serial_error(format!("restoring its registers from the snapshot: {e:?}"))
         })?;
-        Ok(Console { uart })
+        Ok(Console {
+            uart,
+            pending: VecDeque::new(),
+        })
     }
 
     /// The guest wrote `value` to port COM1 + `offset`.
     pub fn write(&mut self, offset: u8, value: u8) -> Result<()> {
         self.uart.write(offset, value).map_err(|e| {
-            VmError::Config(format!(
-                "the serial port could not take a byte (offset {offset}): {e:?}"
+            serial_error(format!(
+                "the guest's write of {value:#04x} to register {offset} failed: {e:?}"
             ))
         })
     }
 
-    /// The guest reads port COM1 + `offset`.
-    pub fn read(&mut self, offset: u8) -> u8 {
-        self.uart.read(offset)
+    /// The guest reads port COM1 + `offset`. A read of the data register frees a FIFO slot,
+    /// which the next pending input byte takes.
+    pub fn read(&mut self, offset: u8) -> Result<u8> {
+        let value = self.uart.read(offset);
+        self.pump()?;
+        Ok(value)
     }
 
-    /// Bytes typed at the host, for the guest to read (raises the interrupt if enabled).
-    pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
-        self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    // ANCHOR: enqueue
+    /// Bytes from the host for the guest to read: queued, and moved into the UART's FIFO as far
+    /// as it has room.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> Result<()> {
+        self.pending.extend(bytes);
+        self.pump()
+    }
+
+    /// Moves pending input into the receive FIFO. `enqueue_raw_bytes` sets "data ready" in the
+    /// line status register and, if the guest enabled it in IER, triggers the interrupt line.
+    fn pump(&mut self) -> Result<()> {
+        while !self.pending.is_empty() && self.uart.fifo_capacity() > 0 {
+            let (front, _) = self.pending.as_slices();
+            let n = self.uart.enqueue_raw_bytes(front).map_err(|e| {
+                serial_error(format!("raising IRQ {COM1_IRQ} for input failed: {e:?}"))
+            })?;
+            if n == 0 {
+                break; // loopback mode: the UART takes no input from the line
+            }
+            self.pending.drain(..n);
+        }
+        Ok(())
+    }
+    // ANCHOR_END: enqueue
+
+    /// Input bytes still waiting for room in the FIFO.
+    pub fn pending_input(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn output(&self) -> &Output {
@@ -138,13 +177,22 @@ impl Console {
 }
 
 impl Console {
-    /// Takes the interrupt line back out (to rebuild the UART around it after a restore).
-    pub fn into_irq(self) -> IrqLine {
-        let (irq, _events, _output) = (self.uart.interrupt_evt(), (), ());
-        // vm-superio has no way to move the trigger out; an eventfd can be duplicated.
-        match irq {
+    /// Puts a snapshot's registers (and receive FIFO) into this UART, keeping its interrupt line
+    /// (the irqfd KVM knows) and dropping what it had.
+    pub fn restore(&mut self, state: &SerialState, echo: bool) -> Result<()> {
+        let irq = match self.uart.interrupt_evt() {
             IrqLine::None => IrqLine::None,
-            IrqLine::Irqfd(fd) => fd.try_clone().map(IrqLine::Irqfd).unwrap_or(IrqLine::None),
-        }
+            // vm-superio cannot hand its trigger back; a duplicate of the eventfd is the same
+            // irqfd to KVM.
+            IrqLine::Irqfd(fd) => IrqLine::Irqfd(fd.try_clone().map_err(|e| {
+                serial_error(format!("duplicating the irqfd of IRQ {COM1_IRQ}: {e}"))
+            })?),
+        };
+        *self = Console::from_state(state, irq, echo)?;
+        Ok(())
     }
+}
+
+fn serial_error(reason: String) -> VmError {
+    VmError::Serial(reason)
 }

@@ -9,6 +9,12 @@
 //! Files: `memory.bin` (the guest's RAM, sparse: all-zero pages are holes) and `vm.state`
 //! (tagged records of the raw KVM structures, in this machine's byte order: a snapshot is
 //! restored on the same kind of host, with the same KVM).
+//!
+//! The floating-point and vector registers: where KVM has KVM_CAP_XSAVE, the whole XSAVE area
+//! (x87, SSE's XMM registers and MXCSR, AVX's upper halves, …) with KVM_GET_XSAVE, and the
+//! extended control registers (XCR0: which of those the guest turned on) with KVM_GET_XCRS
+//! where it has KVM_CAP_XCRS; elsewhere the legacy KVM_GET_FPU (x87 and XMM0-15 only). The
+//! `machine` record says which was saved, and a restore on a host without it is refused.
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
@@ -18,18 +24,20 @@ use std::time::Instant;
 use kvm_bindings::{
     kvm_clock_data, kvm_cpuid_entry2, kvm_debugregs, kvm_fpu, kvm_irqchip, kvm_lapic_state,
     kvm_mp_state, kvm_msr_entry, kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
-    CpuId, Msrs, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+    kvm_xsave, CpuId, Msrs, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
     KVM_MAX_CPUID_ENTRIES,
 };
+use kvm_ioctls::{Cap, Kvm};
 use vm_superio::serial::SerialState;
 
 use crate::error::{kvm, Result, VmError};
 use crate::memory::GuestRam;
-use crate::serial::Console;
 use crate::vm::{create_parts, MicroVm};
 
 const MAGIC: &[u8; 8] = b"BOXLABVM";
-const VERSION: u32 = 1;
+/// 2: the machine record says how the FPU was saved (legacy FPU or XSAVE), and XCRs are
+/// saved whenever KVM can.
+const VERSION: u32 = 2;
 const MEMORY_FILE: &str = "memory.bin";
 const STATE_FILE: &str = "vm.state";
 
@@ -37,8 +45,10 @@ const STATE_FILE: &str = "vm.state";
 ///
 /// # Safety
 /// Implement only for `#[repr(C)]` types made of integers (and arrays/unions of them), with no
-/// pointers, references or invariants: every byte pattern of the right length is a valid value.
-unsafe trait Pod: Copy {}
+/// pointers, references, invariants or `Drop`: every byte pattern of the right length is a valid
+/// value, and a bitwise copy is a complete, independent value (they are all `Copy`, except
+/// `kvm_xsave`, whose bindgen flexible array member stops the derive).
+unsafe trait Pod {}
 
 // SAFETY: all of these are bindgen-generated `#[repr(C)]` mirrors of KVM's UAPI structs,
 // made only of integer fields, arrays and unions of integers.
@@ -55,6 +65,9 @@ unsafe impl Pod for kvm_mp_state {}
 unsafe impl Pod for kvm_vcpu_events {}
 // SAFETY: as above.
 unsafe impl Pod for kvm_xcrs {}
+// SAFETY: as above (its flexible array member `extra` has size 0: the record is the classic
+// 4096-byte area, see `FpuFormat`).
+unsafe impl Pod for kvm_xsave {}
 // SAFETY: as above.
 unsafe impl Pod for kvm_debugregs {}
 // SAFETY: as above.
@@ -85,17 +98,45 @@ pub struct Snapshot {
     pub dir: PathBuf,
 }
 
+// ANCHOR: fpu_format
+/// How a snapshot holds the vCPU's floating-point and vector state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FpuFormat {
+    /// KVM_GET_FPU: x87 registers, XMM0-15, MXCSR. All any KVM offers.
+    #[default]
+    Legacy,
+    /// KVM_GET_XSAVE: the XSAVE area, every state component the host's KVM supports.
+    Xsave,
+}
+
+impl FpuFormat {
+    /// What this host's KVM can save: XSAVE where it has KVM_CAP_XSAVE and the area fits the
+    /// classic 4096-byte `kvm_xsave` (KVM_CAP_XSAVE2 reports larger only once a process has
+    /// enabled AMX tiles, which we never do).
+    pub fn for_host(kvm: &Kvm) -> FpuFormat {
+        let size = kvm.check_extension_int(Cap::Xsave2);
+        if kvm.check_extension(Cap::Xsave) && size <= size_of::<kvm_xsave>() as i32 {
+            FpuFormat::Xsave
+        } else {
+            FpuFormat::Legacy
+        }
+    }
+}
+// ANCHOR_END: fpu_format
+
 /// The records of `vm.state`, in the order they are restored.
 #[derive(Default)]
 struct State {
     mem_base: u64,
     mem_size: u64,
     irqchip: bool,
+    fpu_format: FpuFormat,
     cpuid: Vec<kvm_cpuid_entry2>,
     mp_state: Option<kvm_mp_state>,
     regs: Option<kvm_regs>,
     sregs: Option<kvm_sregs>,
     fpu: Option<kvm_fpu>,
+    xsave: Option<kvm_xsave>,
     xcrs: Option<kvm_xcrs>,
     debugregs: Option<kvm_debugregs>,
     lapic: Option<kvm_lapic_state>,
@@ -140,6 +181,7 @@ impl Snapshot {
             mem_base: vm.ram.base(),
             mem_size: vm.ram.size(),
             irqchip: vm.irqchip,
+            fpu_format: FpuFormat::for_host(&vm.kvm),
             ..State::default()
         };
         state.cpuid = vcpu
@@ -152,8 +194,17 @@ impl Snapshot {
         );
         state.regs = Some(vcpu.get_regs().map_err(kvm("KVM_GET_REGS", "vCPU"))?);
         state.sregs = Some(vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS", "vCPU"))?);
-        state.fpu = Some(vcpu.get_fpu().map_err(kvm("KVM_GET_FPU", "vCPU"))?);
-        state.xcrs = vcpu.get_xcrs().ok(); // absent without XSAVE
+        match state.fpu_format {
+            FpuFormat::Xsave => {
+                state.xsave = Some(vcpu.get_xsave().map_err(kvm("KVM_GET_XSAVE", "vCPU"))?)
+            }
+            FpuFormat::Legacy => {
+                state.fpu = Some(vcpu.get_fpu().map_err(kvm("KVM_GET_FPU", "vCPU"))?)
+            }
+        }
+        if vm.kvm.check_extension(Cap::Xcrs) {
+            state.xcrs = Some(vcpu.get_xcrs().map_err(kvm("KVM_GET_XCRS", "vCPU"))?);
+        }
         state.debugregs = Some(
             vcpu.get_debug_regs()
                 .map_err(kvm("KVM_GET_DEBUGREGS", "vCPU"))?,
@@ -270,8 +321,32 @@ impl Snapshot {
         if let Some(fpu) = &state.fpu {
             vcpu.set_fpu(fpu).map_err(kvm("KVM_SET_FPU", "vCPU"))?;
         }
+        if let Some(xsave) = &state.xsave {
+            if FpuFormat::for_host(&vm.kvm) != FpuFormat::Xsave {
+                return Err(err(
+                    "the XSAVE record",
+                    "saved with KVM_GET_XSAVE, but this host's KVM has no KVM_CAP_XSAVE (or a larger XSAVE area): restore it on the host it was taken on".into(),
+                ));
+            }
+            // SAFETY: `for_host` checked that KVM's XSAVE area is at most the 4096 bytes of
+            // `kvm_xsave`, so KVM_SET_XSAVE reads nothing past `xsave`.
+            unsafe { vcpu.set_xsave(xsave) }.map_err(kvm(
+                "KVM_SET_XSAVE",
+                "an XSAVE area with components this host's KVM does not support?",
+            ))?;
+        }
         if let Some(xcrs) = &state.xcrs {
-            vcpu.set_xcrs(xcrs).map_err(kvm("KVM_SET_XCRS", "vCPU"))?;
+            if !vm.kvm.check_extension(Cap::Xcrs) {
+                return Err(err(
+                    "the XCRS record",
+                    "this host's KVM has no KVM_CAP_XCRS: restore it on the host it was taken on"
+                        .into(),
+                ));
+            }
+            vcpu.set_xcrs(xcrs).map_err(kvm(
+                "KVM_SET_XCRS",
+                "an XCR0 the restored CPUID does not allow?",
+            ))?;
         }
         if let Some(dregs) = &state.debugregs {
             vcpu.set_debug_regs(dregs)
@@ -301,16 +376,27 @@ impl Snapshot {
                 .map_err(kvm("KVM_SET_VCPU_EVENTS", "vCPU"))?;
         }
         if let Some(serial) = &state.serial {
-            let irq = std::mem::replace(
-                &mut vm.console,
-                Console::new(crate::serial::IrqLine::None, false),
-            )
-            .into_irq();
-            vm.console = Console::from_state(serial, irq, echo)?;
+            vm.console.restore(serial, echo)?;
         }
         Ok(vm)
     }
     // ANCHOR_END: restore
+
+    /// How this snapshot holds the FPU and vector registers.
+    pub fn fpu_format(&self) -> Result<FpuFormat> {
+        let raw = fs::read(self.dir.join(STATE_FILE)).map_err(|e| VmError::Snapshot {
+            path: self.dir.clone(),
+            what: "reading vm.state".into(),
+            reason: e.to_string(),
+        })?;
+        decode(&raw)
+            .map(|state| state.fpu_format)
+            .map_err(|reason| VmError::Snapshot {
+                path: self.dir.clone(),
+                what: "vm.state".into(),
+                reason,
+            })
+    }
 
     /// Sizes of the two files: (memory as stored on disk, state).
     pub fn sizes(&self) -> (u64, u64) {
@@ -401,6 +487,10 @@ fn encode(state: &State) -> Vec<u8> {
     machine.extend_from_slice(&state.mem_base.to_le_bytes());
     machine.extend_from_slice(&state.mem_size.to_le_bytes());
     machine.push(u8::from(state.irqchip));
+    machine.push(match state.fpu_format {
+        FpuFormat::Legacy => 0,
+        FpuFormat::Xsave => 1,
+    });
     record(b"machine\0", &machine);
     record(b"cpuid\0\0\0", slice_bytes(&state.cpuid));
     fn one<T: Pod>(record: &mut impl FnMut(&[u8; 8], &[u8]), tag: &[u8; 8], v: &Option<T>) {
@@ -412,6 +502,7 @@ fn encode(state: &State) -> Vec<u8> {
     one(&mut record, b"regs\0\0\0\0", &state.regs);
     one(&mut record, b"sregs\0\0\0", &state.sregs);
     one(&mut record, b"fpu\0\0\0\0\0", &state.fpu);
+    one(&mut record, b"xsave\0\0\0", &state.xsave);
     one(&mut record, b"xcrs\0\0\0\0", &state.xcrs);
     one(&mut record, b"dregs\0\0\0", &state.debugregs);
     one(&mut record, b"lapic\0\0\0", &state.lapic);
@@ -462,16 +553,22 @@ fn decode(raw: &[u8]) -> std::result::Result<State, String> {
             .ok_or_else(|| format!("record {} is truncated", tag_name(&tag)))?;
         rest = &rest[16 + len..];
         match &tag {
-            b"machine\0" if body.len() == 17 => {
+            b"machine\0" if body.len() == 18 => {
                 state.mem_base = u64::from_le_bytes(body[..8].try_into().expect("8"));
                 state.mem_size = u64::from_le_bytes(body[8..16].try_into().expect("8"));
                 state.irqchip = body[16] != 0;
+                state.fpu_format = match body[17] {
+                    0 => FpuFormat::Legacy,
+                    1 => FpuFormat::Xsave,
+                    n => return Err(format!("unknown FPU format {n} in the machine record")),
+                };
             }
             b"cpuid\0\0\0" => state.cpuid = many(body, &tag)?,
             b"mpstate\0" => state.mp_state = Some(single(body, &tag)?),
             b"regs\0\0\0\0" => state.regs = Some(single(body, &tag)?),
             b"sregs\0\0\0" => state.sregs = Some(single(body, &tag)?),
             b"fpu\0\0\0\0\0" => state.fpu = Some(single(body, &tag)?),
+            b"xsave\0\0\0" => state.xsave = Some(single(body, &tag)?),
             b"xcrs\0\0\0\0" => state.xcrs = Some(single(body, &tag)?),
             b"dregs\0\0\0" => state.debugregs = Some(single(body, &tag)?),
             b"lapic\0\0\0" => state.lapic = Some(single(body, &tag)?),
@@ -499,6 +596,16 @@ fn decode(raw: &[u8]) -> std::result::Result<State, String> {
     }
     if state.mem_size == 0 || state.regs.is_none() || state.sregs.is_none() {
         return Err("incomplete: the machine, regs and sregs records are required".into());
+    }
+    let fpu_ok = match state.fpu_format {
+        FpuFormat::Legacy => state.fpu.is_some() && state.xsave.is_none(),
+        FpuFormat::Xsave => state.xsave.is_some() && state.fpu.is_none(),
+    };
+    if !fpu_ok {
+        return Err(format!(
+            "the machine record says the FPU was saved as {:?}, but the fpu/xsave records disagree",
+            state.fpu_format
+        ));
     }
     Ok(state)
 }
@@ -545,6 +652,7 @@ mod tests {
                 ..Default::default()
             }),
             sregs: Some(kvm_sregs::default()),
+            fpu: Some(kvm_fpu::default()),
             msrs: vec![kvm_msr_entry {
                 index: 0x10,
                 data: 7,
@@ -553,11 +661,35 @@ mod tests {
             ..State::default()
         };
         let back = decode(&encode(&state)).unwrap();
+        assert_eq!(back.fpu_format, FpuFormat::Legacy);
         assert_eq!(back.regs.unwrap().rip, 0x1234);
         assert_eq!(back.msrs[0].data, 7);
         assert!(decode(b"not a state").err().unwrap().contains("magic"));
         let mut truncated = encode(&state);
         truncated.truncate(truncated.len() - 3);
         assert!(decode(&truncated).is_err());
+
+        let mut xsave = kvm_xsave::default();
+        xsave.region[40] = 0xdead_beef; // XMM0's low 4 bytes, at byte 160 of the area
+        let with_xsave = State {
+            fpu_format: FpuFormat::Xsave,
+            fpu: None,
+            xsave: Some(xsave),
+            xcrs: Some(kvm_xcrs {
+                nr_xcrs: 1,
+                ..Default::default()
+            }),
+            ..state
+        };
+        let back = decode(&encode(&with_xsave)).unwrap();
+        assert_eq!(back.fpu_format, FpuFormat::Xsave);
+        assert_eq!(back.xsave.unwrap().region[40], 0xdead_beef);
+        assert_eq!(back.xcrs.unwrap().nr_xcrs, 1);
+        // The machine record and the records present must agree.
+        let lying = State {
+            fpu_format: FpuFormat::Legacy,
+            ..with_xsave
+        };
+        assert!(decode(&encode(&lying)).err().unwrap().contains("disagree"));
     }
 }

@@ -11,6 +11,7 @@ use crate::boot::{write_boot_params, BootInfo};
 use crate::cpu::{setup_long_mode, setup_real_mode};
 use crate::error::{kvm, Result, VmError};
 use crate::guest::{GuestConfig, LONG_MODE_CODE_BYTES, REAL_MODE_CODE_BYTES, TINY_GUEST_BIN};
+use crate::input::InputHandle;
 use crate::layout::*;
 use crate::memory::GuestRam;
 use crate::paging::unmap_page;
@@ -24,6 +25,8 @@ pub struct MicroVm {
     pub(crate) kvm: Kvm,
     pub(crate) ram: GuestRam,
     pub(crate) console: Console,
+    /// Bytes for the console from other threads, and the way to wake the vCPU for them.
+    pub(crate) input: InputHandle,
     /// Does this VM have KVM's in-kernel PIC, IOAPIC, local APIC and PIT?
     pub(crate) irqchip: bool,
     /// When creation (or restore) began: the zero of all reported times.
@@ -97,6 +100,7 @@ impl MicroVm {
             kvm: parts.kvm,
             ram,
             console: Console::new(parts.serial_irq, echo),
+            input: InputHandle::default(),
             irqchip,
             started,
         })
@@ -165,8 +169,9 @@ impl MicroVm {
                 setup_header: None,
             },
         )?;
-        let vm = MicroVm::assemble(parts, ram, config.irqchip, config.echo, started)?;
+        let mut vm = MicroVm::assemble(parts, ram, config.irqchip, config.echo, started)?;
         setup_long_mode(&vm.vcpu, &vm.ram, HIMEM_START)?;
+        vm.console.enqueue_input(&config.console_input)?;
         if let Some(page) = config.unmap {
             unmap_page(&vm.ram, page)?;
         }
@@ -179,6 +184,11 @@ impl MicroVm {
         &self.ram
     }
 
+    /// The VM, for inspecting the in-kernel devices (KVM_GET_IRQCHIP, KVM_GET_PIT2).
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm
+    }
+
     /// The vCPU, for inspecting registers.
     pub fn vcpu(&self) -> &VcpuFd {
         &self.vcpu
@@ -187,6 +197,17 @@ impl MicroVm {
     /// Everything the guest has written to the serial port so far.
     pub fn output(&self) -> &[u8] {
         &self.console.output().bytes
+    }
+
+    /// A handle that sends bytes to the guest's serial port, from any thread, also while
+    /// [`MicroVm::run`] is running.
+    pub fn input(&self) -> InputHandle {
+        self.input.clone()
+    }
+
+    /// Input bytes not yet read by the guest (the UART's FIFO and the queue behind it).
+    pub fn unread_input(&self) -> usize {
+        self.console.state().in_buffer.len() + self.console.pending_input()
     }
 
     /// Copy the guest's output to our stdout as it comes (or stop doing so).
