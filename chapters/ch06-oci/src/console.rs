@@ -95,36 +95,15 @@ pub fn init_steps(
         let stream = connection
             .get()
             .ok_or("the console socket was not connected")?;
-        let (master, pty, name) = open_pty()?;
-        nix::unistd::fchown(
-            &pty,
-            Some(nix::unistd::Uid::from_raw(owner.0)),
-            Some(nix::unistd::Gid::from_raw(owner.1)),
-        )
-        .map_err(|e| format!("fchown {name}: {e}"))?;
-        if let Some((rows, cols)) = size {
-            set_size(pty.as_fd(), rows, cols).map_err(|e| format!("TIOCSWINSZ on {name}: {e}"))?;
-        }
-        send_fd(stream.as_fd(), master.as_fd(), &name)
-            .map_err(|e| format!("sending the console master over the console socket: {e}"))?;
-        drop(master); // the caller has it now
+        let pty = hand_over_pty(stream.as_fd(), size, owner)?;
         let _ = slave_in.set(pty);
         Ok(())
     });
 
     let pre_exec: ChildHook = Arc::new(move || {
         let pty = slave.get().ok_or("no console was opened")?;
-        setsid().map_err(|e| format!("setsid: {e}"))?;
-        // SAFETY: TIOCSCTTY takes an int argument (0: do not steal a terminal from another
-        // session); `pty` is an open descriptor of this process.
-        let done = unsafe { libc::ioctl(pty.as_raw_fd(), libc::TIOCSCTTY, 0) };
-        if done != 0 {
-            return Err(format!("ioctl(TIOCSCTTY): {}", Errno::last()));
-        }
-        dup2_stdin(pty).map_err(|e| format!("dup2 the terminal to stdin: {e}"))?;
-        dup2_stdout(pty).map_err(|e| format!("dup2 the terminal to stdout: {e}"))?;
-        dup2_stderr(pty).map_err(|e| format!("dup2 the terminal to stderr: {e}"))?;
-        Ok(()) // the slave's own descriptor is close-on-exec: the program keeps 0, 1, 2
+        // The slave's own descriptor is close-on-exec: the program keeps 0, 1, 2.
+        become_controlling_terminal(pty)
     });
     (before_pivot, after_pivot, pre_exec)
 }
@@ -141,6 +120,19 @@ pub fn exec_console(
     size: Option<Size>,
     owner: (u32, u32),
 ) -> Result<(), String> {
+    let pty = hand_over_pty(channel, size, owner)?;
+    become_controlling_terminal(&pty)
+}
+// ANCHOR_END: exec_console
+
+// ANCHOR: pty_steps
+/// Opens a pty, gives the slave to the process's user with the configured size, and sends the
+/// master over `channel` (named like `/dev/pts/3`). Returns the slave.
+fn hand_over_pty(
+    channel: BorrowedFd,
+    size: Option<Size>,
+    owner: (u32, u32),
+) -> Result<OwnedFd, String> {
     let (master, pty, name) = open_pty()?;
     nix::unistd::fchown(
         &pty,
@@ -152,8 +144,12 @@ pub fn exec_console(
         set_size(pty.as_fd(), rows, cols).map_err(|e| format!("TIOCSWINSZ on {name}: {e}"))?;
     }
     send_fd(channel, master.as_fd(), &name)
-        .map_err(|e| format!("sending the console master: {e}"))?;
-    drop(master);
+        .map_err(|e| format!("sending the console master over the console socket: {e}"))?;
+    Ok(pty) // the master is the receiver's now: ours closes here
+}
+
+/// A new session whose controlling terminal is `pty`, which becomes stdin, stdout and stderr.
+fn become_controlling_terminal(pty: &OwnedFd) -> Result<(), String> {
     setsid().map_err(|e| format!("setsid: {e}"))?;
     // SAFETY: TIOCSCTTY takes an int argument (0: do not steal a terminal from another
     // session); `pty` is an open descriptor of this process.
@@ -161,12 +157,12 @@ pub fn exec_console(
     if done != 0 {
         return Err(format!("ioctl(TIOCSCTTY): {}", Errno::last()));
     }
-    dup2_stdin(&pty).map_err(|e| format!("dup2 the terminal to stdin: {e}"))?;
-    dup2_stdout(&pty).map_err(|e| format!("dup2 the terminal to stdout: {e}"))?;
-    dup2_stderr(&pty).map_err(|e| format!("dup2 the terminal to stderr: {e}"))?;
+    dup2_stdin(pty).map_err(|e| format!("dup2 the terminal to stdin: {e}"))?;
+    dup2_stdout(pty).map_err(|e| format!("dup2 the terminal to stdout: {e}"))?;
+    dup2_stderr(pty).map_err(|e| format!("dup2 the terminal to stderr: {e}"))?;
     Ok(())
 }
-// ANCHOR_END: exec_console
+// ANCHOR_END: pty_steps
 
 // ANCHOR: open_pty
 /// `posix_openpt(O_RDWR|O_NOCTTY)` on `/dev/ptmx` (after the pivot: the container's devpts, so
