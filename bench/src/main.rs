@@ -89,7 +89,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         ("full", FULL)
     };
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(&manifest).to_path_buf();
     let out = cli.out.unwrap_or_else(|| {
         if cli.quick {
             std::env::var_os("CARGO_TARGET_DIR")
