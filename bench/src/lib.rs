@@ -1,2 +1,2 @@
-//! boxlab's benchmark harness. The criterion benches live in `benches/`; the comparison table
-//! report grows here as the chapters it measures land.
+//! boxlab's benchmark harness. The criterion benches live in `benches/`; the comparison-table
+//! report is the package's binary (`src/main.rs`, modules in `src/report/`).

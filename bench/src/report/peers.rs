@@ -1,0 +1,379 @@
+//! Peers side by side: our runtime's command line, crun and runc, `run` of the same bundle,
+//! paired in one run (iteration i runs each runtime once, in rotating order, so that whatever
+//! else the machine does at that moment falls on all of them); and QEMU's `-M microvm` booting
+//! the fetched kernel. Reported as ratios, since absolute times on a shared machine drift.
+//!
+//! The runtimes are timed from a separate process of this binary (`bench peers-probe`), for two
+//! reasons: on a cgroup-hybrid host whose cgroup2 half has controllers, crun refuses to run, and
+//! the probe hides that half in a private mount namespace (`unshare(CLONE_NEWNS)` needs a
+//! single-threaded process, and the report's own mount view stays as it is); and a child's
+//! peak RSS (`ru_maxrss`) counts the memory of the process that spawned it, so a small spawner
+//! gives a lower floor, which is printed too.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::measured::{need_root, Measured};
+use super::progress::bar;
+use super::stats::Summary;
+
+/// Timings and peak RSS of each runtime that could be run, and the ratios.
+pub struct Runtimes {
+    /// Per runtime: `run` of /bin/true, in ms.
+    pub times: BTreeMap<String, Summary>,
+    /// ours / peer, per paired iteration.
+    pub ratios: BTreeMap<String, Summary>,
+    /// Peak RSS of `run` (KiB), median of a few runs; and /bin/true's, the floor.
+    pub peak_rss: BTreeMap<String, u64>,
+    pub floor_kib: u64,
+    /// Runtimes not measured, and why; notes (the hybrid-cgroup work-around).
+    pub missing: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// The peers section: runtimes, and QEMU.
+pub struct Peers {
+    pub runtimes: Measured<Runtimes>,
+    pub qemu: Measured<Summary>,
+}
+
+/// `name` on PATH, or where Debian installs runtimes.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A sibling binary of this one (`target/<profile>/NAME`), or under `$CARGO_TARGET_DIR/release`.
+pub fn find_workspace_binary(name: &str) -> Result<PathBuf, String> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        // Tests run from target/<profile>/deps.
+        candidates.push(dir.join(name));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join(name));
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    candidates.push(target.join("release").join(name));
+    candidates.into_iter().find(|c| c.is_file()).ok_or_else(|| {
+        format!("the `{name}` binary is not built (cargo build --release -p {name})")
+    })
+}
+
+pub fn measure(bundle: &Path, scratch: &Path, runs: usize) -> Peers {
+    Peers {
+        runtimes: measure_runtimes(bundle, scratch, runs),
+        qemu: measure_qemu(if runs > 5 { 5 } else { 1 }),
+    }
+}
+
+fn measure_runtimes(bundle: &Path, scratch: &Path, runs: usize) -> Measured<Runtimes> {
+    need_root()?;
+    let mut missing = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    match std::env::var_os("BOXLAB_OCI_BIN")
+        .map(PathBuf::from)
+        .map(Ok)
+        .unwrap_or_else(|| find_workspace_binary("ch06-oci"))
+    {
+        Ok(bin) => args.push(format!("ours={}", bin.display())),
+        Err(why) => missing.push(format!("ours (command line): {why}")),
+    }
+    for peer in ["crun", "runc"] {
+        match find_program(peer) {
+            Some(bin) => args.push(format!("{peer}={}", bin.display())),
+            None => missing.push(format!("{peer}: not installed (apt install {peer})")),
+        }
+    }
+    if args.is_empty() {
+        return Err(missing.join("; "));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(&exe)
+        .arg("peers-probe")
+        .arg(bundle)
+        .arg(scratch)
+        .arg(runs.to_string())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{} peers-probe: {e}", exe.display()))?;
+    // Progress: the probe writes one `tick` line to stderr per runtime run.
+    let bar = bar((runs * args.len()) as u64, "peers (ours, crun, runc)");
+    let mut errors = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line == "tick" {
+                bar.inc(1);
+            } else {
+                errors.push(line);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "peers-probe {}: {}",
+            out.status,
+            errors.join(" / ")
+        ));
+    }
+    let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut peak_rss = BTreeMap::new();
+    let (mut floor_kib, mut notes) = (0, Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut words = line.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("time"), Some(name), Some(ms)) => times
+                .entry(name.to_string())
+                .or_default()
+                .push(ms.parse().unwrap_or(f64::NAN)),
+            (Some("rss"), Some(name), Some(kib)) => {
+                peak_rss.insert(name.to_string(), kib.parse().unwrap_or(0));
+            }
+            (Some("floor"), Some(kib), None) => floor_kib = kib.parse().unwrap_or(0),
+            (Some("note"), Some(first), rest) => {
+                notes.push(format!("{first} {}", rest.unwrap_or_default()))
+            }
+            _ => {}
+        }
+    }
+    let mut ratios = BTreeMap::new();
+    if let Some(ours) = times.get("ours") {
+        for (peer, theirs) in times.iter().filter(|(name, _)| *name != "ours") {
+            let mut r: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+            if let Some(s) = Summary::of_ms(&mut r) {
+                ratios.insert(format!("ours/{peer}"), s);
+            }
+        }
+    }
+    let times = times
+        .into_iter()
+        .filter_map(|(name, mut v)| Summary::of_ms(&mut v).map(|s| (name, s)))
+        .collect();
+    Ok(Runtimes {
+        times,
+        ratios,
+        peak_rss,
+        floor_kib,
+        missing,
+        notes,
+    })
+}
+
+/// `bench peers-probe BUNDLE SCRATCH RUNS NAME=PATH…`: see the top of this file. Prints
+/// `time NAME MS` per run, `rss NAME KIB`, `floor KIB`, `note TEXT` on stdout.
+pub fn probe(args: &[String]) -> anyhow::Result<()> {
+    let [bundle, scratch, runs, runtimes @ ..] = args else {
+        anyhow::bail!("usage: bench peers-probe BUNDLE SCRATCH RUNS NAME=PATH...");
+    };
+    let runs: usize = runs.parse()?;
+    let runtimes: Vec<(String, PathBuf, PathBuf)> = runtimes
+        .iter()
+        .filter_map(|a| a.split_once('='))
+        .map(|(name, bin)| {
+            let root = Path::new(scratch).join(format!("root-{name}"));
+            (name.to_string(), PathBuf::from(bin), root)
+        })
+        .collect();
+    for (_, _, root) in &runtimes {
+        fs::create_dir_all(root)?;
+    }
+    if runtimes.iter().any(|(name, _, _)| name == "crun") {
+        if let Some(note) = v1_view_if_crun_needs_it()? {
+            println!("note {note}");
+        }
+    }
+    let result = probe_runs(bundle, runs, &runtimes);
+    for (_, bin, root) in &runtimes {
+        for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+            let _ = quiet(Command::new(bin).arg("--root").arg(root))
+                .args(["delete", "--force"])
+                .arg(entry.file_name())
+                .status();
+        }
+    }
+    result
+}
+
+fn quiet(command: &mut Command) -> &mut Command {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+}
+
+fn probe_runs(
+    bundle: &str,
+    runs: usize,
+    runtimes: &[(String, PathBuf, PathBuf)],
+) -> anyhow::Result<()> {
+    let mut serial = 0;
+    let mut id = |name: &str| {
+        serial += 1;
+        format!("boxlab-report-{name}-{}-{serial}", std::process::id())
+    };
+    let run_args = |root: &Path, id: &str| -> Vec<String> {
+        vec![
+            "--root".into(),
+            root.display().to_string(),
+            "run".into(),
+            "--bundle".into(),
+            bundle.into(),
+            id.into(),
+        ]
+    };
+    // One untimed run each: page cache, first-use costs.
+    for (name, bin, root) in runtimes {
+        let status = quiet(&mut Command::new(bin))
+            .args(run_args(root, &id(name)))
+            .status()?;
+        anyhow::ensure!(status.success(), "{name} run of /bin/true: {status}");
+    }
+    for i in 0..runs {
+        for k in 0..runtimes.len() {
+            let (name, bin, root) = &runtimes[(i + k) % runtimes.len()];
+            let args = run_args(root, &id(name));
+            let began = Instant::now();
+            let status = quiet(&mut Command::new(bin)).args(&args).status()?;
+            let elapsed = began.elapsed();
+            anyhow::ensure!(status.success(), "{name} run of /bin/true: {status}");
+            println!("time {name} {}", elapsed.as_secs_f64() * 1e3);
+            eprintln!("tick");
+        }
+    }
+    println!("floor {}", peak_rss_kib(Path::new("/bin/true"), &[])?);
+    for (name, bin, root) in runtimes {
+        let mut peaks = Vec::new();
+        for _ in 0..3 {
+            peaks.push(peak_rss_kib(bin, &run_args(root, &id(name)))?);
+        }
+        peaks.sort();
+        println!("rss {name} {}", peaks[1]);
+    }
+    Ok(())
+}
+
+/// Runs `program args` and returns its peak RSS (KiB) from `wait4`'s rusage.
+fn peak_rss_kib(program: &Path, args: &[String]) -> anyhow::Result<u64> {
+    let child = quiet(&mut Command::new(program)).args(args).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: all-zero bytes are a valid `rusage` (plain integers) for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with pointers to live locals; std's `Child` never reaps on
+    // drop, so nothing else reaps this pid.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    anyhow::ensure!(reaped == pid, "wait4: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{} exited with status {status:#x}",
+        program.display()
+    );
+    Ok(usage.ru_maxrss as u64)
+}
+
+/// crun 1.8 refuses a hybrid host whose cgroup2 half has controllers: hide that half, for this
+/// (single-threaded) process and what it spawns, so that all runtimes see the same v1 trees.
+fn v1_view_if_crun_needs_it() -> anyhow::Result<Option<String>> {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let Ok(controllers) = fs::read_to_string(unified.join("cgroup.controllers")) else {
+        return Ok(None);
+    };
+    if controllers.trim().is_empty() {
+        return Ok(None);
+    }
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    umount2(unified, MntFlags::MNT_DETACH)?;
+    Ok(Some(format!(
+        "cgroup-hybrid host with controllers ({}) on its cgroup2 half, which crun refuses: all runtimes ran in a private mount namespace without /sys/fs/cgroup/unified",
+        controllers.trim()
+    )))
+}
+
+/// QEMU `-M microvm` booting the fetched kernel + initramfs to power-off.
+fn measure_qemu(runs: usize) -> Measured<Summary> {
+    let qemu = find_program("qemu-system-x86_64")
+        .ok_or("qemu-system-x86_64 is not installed (apt install qemu-system-x86)")?;
+    let (kernel, initrd) = super::vm::kernel_files()?;
+    let accel = if ch07_microvm::host::detect().can_boot_linux() {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let bar = bar(runs as u64, &format!("QEMU microvm ({accel})"));
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let log =
+            std::env::temp_dir().join(format!("boxlab-report-qemu-{}.log", std::process::id()));
+        // A file, not a pipe: nobody reads while it boots, and a kernel's log fills a pipe.
+        let log_file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let began = Instant::now();
+        let mut child = Command::new(&qemu)
+            .args(["-M", "microvm", "-accel", accel, "-m", "256", "-nodefaults"])
+            .args([
+                "-no-user-config",
+                "-nographic",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+            ])
+            .arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyS0 reboot=t panic=-1"])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", qemu.display()))?;
+        let deadline = began + Duration::from_secs(300);
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = fs::remove_file(&log);
+                return Err("QEMU did not power off within 300 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        samples.push(began.elapsed());
+        let output = fs::read_to_string(&log).unwrap_or_default();
+        let _ = fs::remove_file(&log);
+        if !output.contains("BOXLAB-INIT-OK") {
+            return Err(format!(
+                "QEMU ended ({status}) before the initramfs's init ran"
+            ));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Summary::of(&samples).ok_or_else(|| "no runs".into())
+}
