@@ -93,7 +93,7 @@ fn limit_check(name: &str, dir: Option<&Path>, file: &str, expected: u64, hint: 
         Ok(raw) => Check::expect(
             name,
             raw.trim() == expected.to_string(),
-            format!("{} in {}", show(&expected.to_string()), path.display()),
+            show(&expected.to_string()),
             format!("{} in {}", show(&raw), path.display()),
             hint,
         ),
