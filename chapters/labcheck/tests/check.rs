@@ -130,7 +130,9 @@ fn ch03_fails_on_a_wrong_limit_an_empty_cgroup_and_no_cgroup() {
     assert!(
         out.stdout
             .contains("FAIL memory limit: expected 67108864 (64 MiB)")
-            && out.stdout.contains("found 134217728 (128 MiB) in /sys/fs/cgroup/")
+            && out
+                .stdout
+                .contains("found 134217728 (128 MiB) in /sys/fs/cgroup/")
             && out.stdout.contains("(hint: start it with --memory 64m)"),
         "{}",
         out.stdout
