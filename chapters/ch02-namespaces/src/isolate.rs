@@ -488,14 +488,17 @@ impl IsolatedChild {
     /// must see it exit, just as runc leaves its container's init to the shim. Init is not in
     /// the waiter's PID namespace and has no parent-death signal, so it runs on untouched.
     ///
-    /// Refused for a child with a veth or a published port: nobody would remove them.
+    /// A veth goes along: the kernel deletes both ends of the pair with the container's network
+    /// namespace, when its last process ends. Refused for a published port, whose proxy runs in
+    /// this process (a runtime that detaches forwards ports from a process of its own).
     pub fn detach(mut self) -> Result<Pid, NamespaceError> {
-        if self.veth.is_some() || self.proxy.is_some() {
+        if self.proxy.is_some() {
             return Err(NamespaceError::ChildSetup(
-                "a container with a veth network or a published port cannot be detached: the runtime must stay to remove them"
+                "a container with a published port cannot be detached: its proxy runs in this process"
                     .into(),
             ));
         }
+        self.veth = None; // not removed: it goes with the namespace
         let init = self.pid();
         let _ = kill(self.waiter, Signal::SIGKILL);
         let _ = waitpid(self.waiter, None);

@@ -183,7 +183,8 @@ impl ContainerBuilder {
         self
     }
 
-    /// A published port, `HOST:CONTAINER` (docker's `ports={'8080/tcp': 8080}`).
+    /// A published port, `[HOST_IP:]HOST_PORT:CONTAINER_PORT` (docker's `ports={'80/tcp': 8080}`):
+    /// the container gets a veth, and a port keeper forwards (see [`crate::ports`]).
     pub fn port(mut self, mapping: impl Into<String>) -> Self {
         self.ports.push(mapping.into());
         self
@@ -211,13 +212,11 @@ impl ContainerBuilder {
     /// Makes the bundle, then `run`s it: the exit status, or (with `detach`) the container.
     /// On any error, the bundle it made is removed again.
     pub fn run(self) -> Result<Run, OciError> {
-        if !self.ports.is_empty() {
-            // runc has no network either: dockerd and CNI plugins make it around the runtime.
-            return Err(OciError::Unsupported {
-                what: format!("published ports ({})", self.ports.join(", ")),
-                hint: "an OCI runtime makes no network; chapter 2's `ch02-namespaces -p HOST:CONTAINER` publishes a port for a foreground command",
-            });
-        }
+        let ports = self
+            .ports
+            .iter()
+            .map(|spec| spec.parse::<ch02_namespaces::PortMapping>())
+            .collect::<Result<Vec<_>, _>>()?;
         let id = self.name.clone().unwrap_or_else(next_id);
         crate::state::check_id(&id)?;
         let bundle = Path::new(BUNDLES_DIR).join(&id);
@@ -228,6 +227,7 @@ impl ContainerBuilder {
         let store = Store::new(&self.root);
         let options = CreateOptions {
             bundle: bundle.clone(),
+            ports,
             ..CreateOptions::default()
         };
         let ran = made.and_then(|()| {

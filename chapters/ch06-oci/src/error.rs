@@ -86,6 +86,9 @@ pub enum OciError {
     #[error("starting container '{id}': {reason}")]
     Start { id: String, reason: String },
 
+    #[error("published ports: {0}")]
+    Ports(String),
+
     #[error("image '{reference}': {reason}")]
     Image { reference: String, reason: String },
 

@@ -30,6 +30,7 @@ mod error;
 pub mod hooks;
 pub mod log;
 pub mod mounts;
+pub mod ports;
 pub mod sealed;
 pub mod security;
 pub mod state;

@@ -74,6 +74,7 @@ impl CreateArgs {
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
+            ports: Vec::new(), // runc's command line has none: see the builder
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct Record {
     /// The host pid of chapter 2's waiter (init's parent) while a foreground `run` keeps it;
     /// 0 once `create` has handed init over to its caller's subreaper.
     pub waiter: i32,
+    /// The port keeper forwarding the container's published ports (see [`crate::ports`]); 0
+    /// when it has none.
+    #[serde(default)]
+    pub port_keeper: i32,
     /// The cgroup, as given to [`ch03_cgroups::CgroupPath::new`].
     pub cgroup: String,
     /// When `create` ran (RFC 3339).
@@ -309,6 +313,7 @@ mod tests {
             pid: i32::MAX,
             start_time: 1,
             waiter: 0,
+            port_keeper: 0,
             cgroup: "boxlab/c1".into(),
             created: "now".into(),
             owner: "root".into(),
@@ -343,6 +348,7 @@ mod tests {
             pid: 0,
             start_time: 0,
             waiter: 0,
+            port_keeper: 0,
             cgroup: "boxlab/c1".into(),
             created: "now".into(),
             owner: "root".into(),

@@ -136,8 +136,12 @@ fn builder_refuses_what_it_cannot_do_and_leaves_nothing() {
         );
         err
     };
-    let err = attempt("ports", &|b| b.port("8080:8080"));
-    assert!(err.contains("published ports (8080:8080)"), "{err}");
+    let err = attempt("ports", &|b| b.port("8080"));
+    assert!(err.contains("'8080'") || err.contains("8080"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = format!("127.0.0.1:{}:80", taken.local_addr().unwrap().port());
+    let err = attempt("busy-port", &|b| b.port(busy.as_str()));
+    assert!(err.contains("in use") || err.contains("Address"), "{err}");
     let err = attempt("memory", &|b| b.mem_limit("lots"));
     assert!(err.contains("lots"), "{err}");
     let err = attempt("cpus", &|b| b.cpus(-1.0));
@@ -151,4 +155,63 @@ fn builder_refuses_what_it_cannot_do_and_leaves_nothing() {
     assert!(err.contains("gpus"), "{err}");
     let err = attempt("image", &|b| b.images(lab.scratch.join("nowhere")));
     assert!(err.contains(IMAGE), "{err}");
+}
+
+#[test]
+fn builder_publishes_a_port_of_a_detached_container() {
+    if !require_root("builder_publishes_a_port_of_a_detached_container") {
+        return;
+    }
+    let lab = Lab::new("ch06-builder-port");
+    let data = busybox_image(&lab.scratch, IMAGE);
+    let id = lab.id("builder-port");
+    let _bundle = BundleGuard(id.clone());
+    let port = labkit::free_port();
+    let run = Container::builder(IMAGE)
+        .images(&data)
+        .root(&lab.root)
+        .name(&id)
+        .port(format!("127.0.0.1:{port}:8080"))
+        .command([
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-through-the-port > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ])
+        .detach(true)
+        .run()
+        .unwrap();
+    let Run::Detached(container) = run else {
+        panic!("not detached: {run:?}")
+    };
+    // The server needs a moment to listen; the keeper accepts at once and connects through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reply = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            use std::io::{Read, Write};
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply)?;
+            Ok(reply)
+        });
+        match got {
+            Ok(reply) if reply.contains("hello-through-the-port") => break reply,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            other => panic!("no reply through 127.0.0.1:{port}: {other:?}"),
+        }
+    };
+    assert!(reply.starts_with("HTTP/1."), "{reply}");
+    container.remove().unwrap();
+    // The keeper ends with the container and releases the port; the veth goes with the netns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "port {port} never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!lab.state_dir(&id).exists());
+    assert!(cgroup_dirs(&id).is_empty());
 }

@@ -29,6 +29,9 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// Host ports to forward to the container (the builder's `.port()`; the CLI has none, as
+    /// runc's has none): a veth for the container and a port keeper (see [`crate::ports`]).
+    pub ports: Vec<ch02_namespaces::PortMapping>,
 }
 
 /// Removes a half-made state directory unless disarmed: a failed `create` leaves nothing.
@@ -78,9 +81,19 @@ pub fn create(
     } = spawn(store, id, options, globals, false)?;
     // From here the container lives on without us: init is adopted by our caller's subreaper
     // (containerd's shim, podman's conmon) or the host's init, which sees it exit and reaps it.
+    let address = child.address();
     let init = child.detach()?;
     record.pid = init.as_raw();
     record.waiter = 0;
+    if let Some(address) = address.filter(|_| !options.ports.is_empty()) {
+        match crate::ports::start_keeper(&options.ports, address, init) {
+            Ok(keeper) => record.port_keeper = keeper.as_raw(),
+            Err(e) => {
+                let _ = kill(init, Signal::SIGKILL);
+                return Err(e);
+            }
+        }
+    }
     record.start_time = start_time(init.as_raw()).unwrap_or(0);
     let written = save_record(&dir, &record).and_then(|()| write_pid_file(options, init));
     if let Err(e) = written {
@@ -143,6 +156,14 @@ pub(crate) fn spawn(
     }
     let bundle = load_bundle(&options.bundle)?;
     let plan = plan_for(&bundle, id)?;
+    if !options.ports.is_empty() {
+        if !plan.namespaces.contains(&Namespace::Net) {
+            return Err(OciError::Ports(
+                "the config has no new network namespace to publish from: add {\"type\": \"network\"} to linux.namespaces".into(),
+            ));
+        }
+        crate::ports::check_free(&options.ports)?;
+    }
     let security = security_steps(&bundle)?;
     let process = bundle.spec.process().clone().unwrap_or_default();
     let terminal = process.terminal().unwrap_or(false);
@@ -163,6 +184,7 @@ pub(crate) fn spawn(
         pid: 0,
         start_time: 0,
         waiter: 0,
+        port_keeper: 0,
         cgroup: plan.cgroup.to_string(),
         created: log::rfc3339(std::time::SystemTime::now()),
         owner: owner(),
@@ -236,7 +258,11 @@ pub(crate) fn spawn(
         steps.after_pivot.push(after_pivot);
         steps.pre_exec.insert(0, pre_exec);
     }
-    let isolation = isolation(&bundle, &plan, security, steps, &fifo, Arc::clone(&cgroup))?;
+    let mut isolation = isolation(&bundle, &plan, security, steps, &fifo, Arc::clone(&cgroup))?;
+    if !options.ports.is_empty() {
+        // Chapter 2's veth: the container's own address, which the port keeper connects to.
+        isolation = isolation.network(ch02_namespaces::Network::Veth);
+    }
     let spawned = isolation.spawn(&plan.program);
     drop(isolation); // its copy of the cgroup handle goes with it
                      // A failed hook is the reason the set-up failed: report it, not chapter 2's wrapping.

@@ -40,6 +40,12 @@ pub fn run(
     } = spawn(store, id, options, globals, true)?;
     let init = child.pid();
     record.start_time = start_time(init.as_raw()).unwrap_or(0);
+    // Published ports: the keeper ends by itself with init; we reap it below.
+    let keeper = match child.address().filter(|_| !options.ports.is_empty()) {
+        Some(address) => Some(crate::ports::start_keeper(&options.ports, address, init)?),
+        None => None,
+    };
+    record.port_keeper = keeper.map_or(0, |k| k.as_raw());
     save_record(&dir, &record)?;
     write_pid_file(options, init)?;
     let container = Container {
@@ -56,6 +62,9 @@ pub fn run(
         crate::console::relay(master)?;
     }
     let exit = child.wait();
+    if let Some(keeper) = keeper {
+        let _ = nix::sys::wait::waitpid(keeper, None);
+    }
     let hooks = crate::hooks::load(&dir);
     destroy_cgroup(&container.record, Some(cgroup));
     drop(guard); // removes the state directory
