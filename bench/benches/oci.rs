@@ -18,6 +18,11 @@
 //! subreaper, as containerd's shim is: after `start` it reaps the container's init, then
 //! `delete` runs on a stopped container.
 //!
+//! After criterion's groups (one runtime after the other), an interleaved pass runs one
+//! container of each runtime in turn, `BOXLAB_OCI_ROUNDS` rounds (default 100), and reports
+//! medians and the median of the per-round ratios: on a shared, busy host that pairing is the
+//! fairer comparison.
+//!
 //! Peak RSS is `ru_maxrss` of the runtime process from `wait4` (what `/usr/bin/time -v` shows):
 //! the largest resident set of the runtime or any descendant it waited for. It is taken by the
 //! bench's small `peak-rss` program (src/bin/peak-rss.rs), not from this process, whose own size
@@ -74,6 +79,32 @@ impl Runtime {
             self.name,
             fs::read_to_string(&err).unwrap_or_default()
         );
+    }
+
+    /// `run` of the bundle's `/bin/true` as container `id`, in the foreground.
+    fn run(&self, bundle: &str, id: &str, scratch: &Path) {
+        self.must(&["run", "--bundle", bundle, id], scratch);
+    }
+
+    /// create, start, wait for `/bin/true` to end (reaping its init, the shim's part), delete.
+    fn create_start_delete(&self, bundle: &str, id: &str, scratch: &Path) {
+        let pid_file = scratch.join(format!("pid-{}", self.name));
+        let pid_arg = pid_file.to_str().unwrap();
+        self.must(
+            &["create", "--bundle", bundle, "--pid-file", pid_arg, id],
+            scratch,
+        );
+        let init: i32 = fs::read_to_string(&pid_file)
+            .expect("the pid file")
+            .trim()
+            .parse()
+            .expect("a pid in the pid file");
+        self.must(&["start", id], scratch);
+        match waitpid(Pid::from_raw(init), None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            other => panic!("{}: /bin/true's init ended as {other:?}", self.name),
+        }
+        self.must(&["delete", id], scratch);
     }
 
     /// Force-deletes whatever is left under its root (after a failed iteration).
@@ -273,7 +304,7 @@ fn oci(c: &mut Criterion) {
                 let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
                 let began = Instant::now();
                 for id in &ids {
-                    runtime.must(&["run", "--bundle", &bundle_arg, id], scratch.path());
+                    runtime.run(&bundle_arg, id, scratch.path());
                 }
                 let elapsed = began.elapsed();
                 samples.borrow_mut().push(elapsed / iters as u32);
@@ -295,8 +326,6 @@ fn oci(c: &mut Criterion) {
         .sample_size(SAMPLE_SIZE)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    let pid_file = scratch.join("pid");
-    let pid_arg = pid_file.to_str().unwrap().to_string();
     for runtime in &runtimes {
         let samples: Samples = Rc::default();
         group.bench_function(runtime.name, |b| {
@@ -304,27 +333,7 @@ fn oci(c: &mut Criterion) {
                 let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
                 let began = Instant::now();
                 for id in &ids {
-                    let create = [
-                        "create",
-                        "--bundle",
-                        &bundle_arg,
-                        "--pid-file",
-                        &pid_arg,
-                        id,
-                    ];
-                    runtime.must(&create, scratch.path());
-                    let init: i32 = fs::read_to_string(&pid_file)
-                        .expect("the pid file")
-                        .trim()
-                        .parse()
-                        .expect("a pid in the pid file");
-                    runtime.must(&["start", id], scratch.path());
-                    // The shim's part: see the container's init end, and reap it.
-                    match waitpid(Pid::from_raw(init), None) {
-                        Ok(WaitStatus::Exited(_, 0)) => {}
-                        other => panic!("{}: /bin/true's init ended as {other:?}", runtime.name),
-                    }
-                    runtime.must(&["delete", id], scratch.path());
+                    runtime.create_start_delete(&bundle_arg, id, scratch.path());
                 }
                 let elapsed = began.elapsed();
                 samples.borrow_mut().push(elapsed / iters as u32);
@@ -341,7 +350,77 @@ fn oci(c: &mut Criterion) {
     }
     group.finish();
 
+    // The same, interleaved: one container of each runtime in turn, so that whatever else the
+    // host does at a moment weighs on all three alike (criterion measures them one after the
+    // other). Ratios are taken within each round, then their median.
+    let rounds = interleaved_rounds();
+    let mut paired = Vec::new();
+    if rounds > 0 && !runtimes.is_empty() {
+        for what in ["run", "create+start+delete"] {
+            let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
+            for _ in 0..rounds {
+                for (runtime, times) in runtimes.iter().zip(&mut times) {
+                    let id = next_id(runtime.name);
+                    let began = Instant::now();
+                    if what == "run" {
+                        runtime.run(&bundle_arg, &id, scratch.path());
+                    } else {
+                        runtime.create_start_delete(&bundle_arg, &id, scratch.path());
+                    }
+                    times.push(began.elapsed());
+                }
+            }
+            paired.push((what, times));
+        }
+    }
+
     report(&results, &rss_lines);
+    report_interleaved(&runtimes, rounds, &paired);
+}
+
+/// Rounds of the interleaved pass: `BOXLAB_OCI_ROUNDS`, default 100 (0: skip it).
+fn interleaved_rounds() -> usize {
+    std::env::var("BOXLAB_OCI_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+/// Medians of the interleaved pass, and the median of ours/peer over the rounds.
+fn report_interleaved(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<Duration>>)]) {
+    if paired.is_empty() {
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("\noci interleaved ({rounds} rounds, one container of each runtime per round)");
+    let ours = runtimes.iter().position(|r| r.name == "ours");
+    for (what, times) in paired {
+        let figures: Vec<String> = runtimes
+            .iter()
+            .zip(times)
+            .map(|(r, t)| format!("{} {:.2} ms", r.name, ms(median(t))))
+            .collect();
+        println!("  {what:<20} {} (medians)", figures.join(", "));
+        let Some(ours) = ours else { continue };
+        for (peer, theirs) in runtimes.iter().zip(times) {
+            if peer.name == "ours" {
+                continue;
+            }
+            let mut ratios: Vec<f64> = times[ours]
+                .iter()
+                .zip(theirs)
+                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "  {:<20} ours/{} = {:.2} (median of the {} rounds' ratios)",
+                "",
+                peer.name,
+                ratios[ratios.len() / 2],
+                ratios.len()
+            );
+        }
+    }
 }
 
 /// The summary: medians, ours as a multiple of each peer, peak RSS.
