@@ -414,6 +414,10 @@ fn make_dirs(
             }
             match prepare(level) {
                 Ok(more) => written.extend(more),
+                // A shared parent that was empty a moment ago, removed by another runtime
+                // between our mkdir and our writes into it: its files fail (ENODEV). Start
+                // again from the top, as for a parent gone before our mkdir.
+                Err(_) if *level != leaf && !level.is_dir() => continue 'attempt,
                 Err(e) => {
                     let _ = fs::remove_dir(&leaf);
                     remove_empty_parents(&leaf, top);
