@@ -18,10 +18,18 @@
 //! subreaper, as containerd's shim is: after `start` it reaps the container's init, then
 //! `delete` runs on a stopped container.
 //!
-//! After criterion's groups (one runtime after the other), an interleaved pass runs one
-//! container of each runtime in turn, `BOXLAB_OCI_ROUNDS` rounds (default 100), and reports
-//! medians and the median of the per-round ratios: on a shared, busy host that pairing is the
-//! fairer comparison.
+//! Two regimes, because on this host they differ by 2-3x for every runtime alike:
+//!
+//! - **back to back** (criterion's groups, one runtime after the other): a container starts
+//!   right after the previous one. Moving the container's first process into its cgroup (the
+//!   first write to a `cgroup.procs`) takes the kernel's cgroup_threadgroup_rwsem for writing,
+//!   which waits for an RCU grace period — unless another migration happened within about one
+//!   grace period before, which back-to-back starts always find. Measured here: `run` ~7 ms.
+//! - **spaced** (the second pass): one container of each runtime in turn, the order rotated
+//!   every round, with a pause before each, so that every start pays the grace period, as a
+//!   single `docker run` on a quiet host does: `run` ~18-20 ms here. Ratios are taken within
+//!   each round (the same moment's load on all three), then their median. `BOXLAB_OCI_ROUNDS`
+//!   rounds (default 40; 0 skips the pass).
 //!
 //! Peak RSS is `ru_maxrss` of the runtime process from `wait4` (what `/usr/bin/time -v` shows):
 //! the largest resident set of the runtime or any descendant it waited for. It is taken by the
@@ -350,24 +358,25 @@ fn oci(c: &mut Criterion) {
     }
     group.finish();
 
-    // The same, interleaved: one container of each runtime in turn, so that whatever else the
-    // host does at a moment weighs on all three alike (criterion measures them one after the
-    // other). Ratios are taken within each round, then their median.
-    let rounds = interleaved_rounds();
+    // The spaced pass (see the top of this file): rotated order, a pause before each start.
+    let rounds = spaced_rounds();
     let mut paired = Vec::new();
     if rounds > 0 && !runtimes.is_empty() {
         for what in ["run", "create+start+delete"] {
             let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
-            for _ in 0..rounds {
-                for (runtime, times) in runtimes.iter().zip(&mut times) {
+            for round in 0..rounds {
+                for k in 0..runtimes.len() {
+                    let i = (round + k) % runtimes.len();
+                    let runtime = &runtimes[i];
                     let id = next_id(runtime.name);
+                    std::thread::sleep(PAUSE);
                     let began = Instant::now();
                     if what == "run" {
                         runtime.run(&bundle_arg, &id, scratch.path());
                     } else {
                         runtime.create_start_delete(&bundle_arg, &id, scratch.path());
                     }
-                    times.push(began.elapsed());
+                    times[i].push(began.elapsed());
                 }
             }
             paired.push((what, times));
@@ -375,24 +384,30 @@ fn oci(c: &mut Criterion) {
     }
 
     report(&results, &rss_lines);
-    report_interleaved(&runtimes, rounds, &paired);
+    report_spaced(&runtimes, rounds, &paired);
 }
 
-/// Rounds of the interleaved pass: `BOXLAB_OCI_ROUNDS`, default 100 (0: skip it).
-fn interleaved_rounds() -> usize {
+/// The pause before each start of the spaced pass: several RCU grace periods.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// Rounds of the spaced pass: `BOXLAB_OCI_ROUNDS`, default 40 (0: skip it).
+fn spaced_rounds() -> usize {
     std::env::var("BOXLAB_OCI_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+        .unwrap_or(40)
 }
 
-/// Medians of the interleaved pass, and the median of ours/peer over the rounds.
-fn report_interleaved(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<Duration>>)]) {
+/// Medians of the spaced pass, and the median of ours/peer over the rounds.
+fn report_spaced(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<Duration>>)]) {
     if paired.is_empty() {
         return;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("\noci interleaved ({rounds} rounds, one container of each runtime per round)");
+    println!(
+        "\noci spaced ({rounds} rounds, one container of each runtime per round, {} ms apart)",
+        PAUSE.as_millis()
+    );
     let ours = runtimes.iter().position(|r| r.name == "ours");
     for (what, times) in paired {
         let figures: Vec<String> = runtimes
@@ -426,7 +441,7 @@ fn report_interleaved(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<
 /// The summary: medians, ours as a multiple of each peer, peak RSS.
 fn report(results: &[(&str, &str, Duration)], rss: &[(&str, i64, i64)]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("\noci summary (median of {SAMPLE_SIZE} criterion samples, per container)");
+    println!("\noci back to back (median of {SAMPLE_SIZE} criterion samples, per container)");
     for what in ["run", "create+start+delete"] {
         let of = |name: &str| {
             results
