@@ -18,6 +18,19 @@
 //! subreaper, as containerd's shim is: after `start` it reaps the container's init, then
 //! `delete` runs on a stopped container.
 //!
+//! Two regimes, because on this host they differ by 2-3x for every runtime alike:
+//!
+//! - **back to back** (criterion's groups, one runtime after the other): a container starts
+//!   right after the previous one. Moving the container's first process into its cgroup (the
+//!   first write to a `cgroup.procs`) takes the kernel's cgroup_threadgroup_rwsem for writing,
+//!   which waits for an RCU grace period — unless another migration happened within about one
+//!   grace period before, which back-to-back starts always find. Measured here: `run` ~7 ms.
+//! - **spaced** (the second pass): one container of each runtime in turn, the order rotated
+//!   every round, with a pause before each, so that every start pays the grace period, as a
+//!   single `docker run` on a quiet host does: `run` ~18-20 ms here. Ratios are taken within
+//!   each round (the same moment's load on all three), then their median. `BOXLAB_OCI_ROUNDS`
+//!   rounds (default 40; 0 skips the pass).
+//!
 //! Peak RSS is `ru_maxrss` of the runtime process from `wait4` (what `/usr/bin/time -v` shows):
 //! the largest resident set of the runtime or any descendant it waited for. It is taken by the
 //! bench's small `peak-rss` program (src/bin/peak-rss.rs), not from this process, whose own size
@@ -74,6 +87,32 @@ impl Runtime {
             self.name,
             fs::read_to_string(&err).unwrap_or_default()
         );
+    }
+
+    /// `run` of the bundle's `/bin/true` as container `id`, in the foreground.
+    fn run(&self, bundle: &str, id: &str, scratch: &Path) {
+        self.must(&["run", "--bundle", bundle, id], scratch);
+    }
+
+    /// create, start, wait for `/bin/true` to end (reaping its init, the shim's part), delete.
+    fn create_start_delete(&self, bundle: &str, id: &str, scratch: &Path) {
+        let pid_file = scratch.join(format!("pid-{}", self.name));
+        let pid_arg = pid_file.to_str().unwrap();
+        self.must(
+            &["create", "--bundle", bundle, "--pid-file", pid_arg, id],
+            scratch,
+        );
+        let init: i32 = fs::read_to_string(&pid_file)
+            .expect("the pid file")
+            .trim()
+            .parse()
+            .expect("a pid in the pid file");
+        self.must(&["start", id], scratch);
+        match waitpid(Pid::from_raw(init), None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            other => panic!("{}: /bin/true's init ended as {other:?}", self.name),
+        }
+        self.must(&["delete", id], scratch);
     }
 
     /// Force-deletes whatever is left under its root (after a failed iteration).
@@ -273,7 +312,7 @@ fn oci(c: &mut Criterion) {
                 let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
                 let began = Instant::now();
                 for id in &ids {
-                    runtime.must(&["run", "--bundle", &bundle_arg, id], scratch.path());
+                    runtime.run(&bundle_arg, id, scratch.path());
                 }
                 let elapsed = began.elapsed();
                 samples.borrow_mut().push(elapsed / iters as u32);
@@ -295,8 +334,6 @@ fn oci(c: &mut Criterion) {
         .sample_size(SAMPLE_SIZE)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    let pid_file = scratch.join("pid");
-    let pid_arg = pid_file.to_str().unwrap().to_string();
     for runtime in &runtimes {
         let samples: Samples = Rc::default();
         group.bench_function(runtime.name, |b| {
@@ -304,27 +341,7 @@ fn oci(c: &mut Criterion) {
                 let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
                 let began = Instant::now();
                 for id in &ids {
-                    let create = [
-                        "create",
-                        "--bundle",
-                        &bundle_arg,
-                        "--pid-file",
-                        &pid_arg,
-                        id,
-                    ];
-                    runtime.must(&create, scratch.path());
-                    let init: i32 = fs::read_to_string(&pid_file)
-                        .expect("the pid file")
-                        .trim()
-                        .parse()
-                        .expect("a pid in the pid file");
-                    runtime.must(&["start", id], scratch.path());
-                    // The shim's part: see the container's init end, and reap it.
-                    match waitpid(Pid::from_raw(init), None) {
-                        Ok(WaitStatus::Exited(_, 0)) => {}
-                        other => panic!("{}: /bin/true's init ended as {other:?}", runtime.name),
-                    }
-                    runtime.must(&["delete", id], scratch.path());
+                    runtime.create_start_delete(&bundle_arg, id, scratch.path());
                 }
                 let elapsed = began.elapsed();
                 samples.borrow_mut().push(elapsed / iters as u32);
@@ -341,13 +358,90 @@ fn oci(c: &mut Criterion) {
     }
     group.finish();
 
+    // The spaced pass (see the top of this file): rotated order, a pause before each start.
+    let rounds = spaced_rounds();
+    let mut paired = Vec::new();
+    if rounds > 0 && !runtimes.is_empty() {
+        for what in ["run", "create+start+delete"] {
+            let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
+            for round in 0..rounds {
+                for k in 0..runtimes.len() {
+                    let i = (round + k) % runtimes.len();
+                    let runtime = &runtimes[i];
+                    let id = next_id(runtime.name);
+                    std::thread::sleep(PAUSE);
+                    let began = Instant::now();
+                    if what == "run" {
+                        runtime.run(&bundle_arg, &id, scratch.path());
+                    } else {
+                        runtime.create_start_delete(&bundle_arg, &id, scratch.path());
+                    }
+                    times[i].push(began.elapsed());
+                }
+            }
+            paired.push((what, times));
+        }
+    }
+
     report(&results, &rss_lines);
+    report_spaced(&runtimes, rounds, &paired);
+}
+
+/// The pause before each start of the spaced pass: several RCU grace periods.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// Rounds of the spaced pass: `BOXLAB_OCI_ROUNDS`, default 40 (0: skip it).
+fn spaced_rounds() -> usize {
+    std::env::var("BOXLAB_OCI_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+/// Medians of the spaced pass, and the median of ours/peer over the rounds.
+fn report_spaced(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<Duration>>)]) {
+    if paired.is_empty() {
+        return;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "\noci spaced ({rounds} rounds, one container of each runtime per round, {} ms apart)",
+        PAUSE.as_millis()
+    );
+    let ours = runtimes.iter().position(|r| r.name == "ours");
+    for (what, times) in paired {
+        let figures: Vec<String> = runtimes
+            .iter()
+            .zip(times)
+            .map(|(r, t)| format!("{} {:.2} ms", r.name, ms(median(t))))
+            .collect();
+        println!("  {what:<20} {} (medians)", figures.join(", "));
+        let Some(ours) = ours else { continue };
+        for (peer, theirs) in runtimes.iter().zip(times) {
+            if peer.name == "ours" {
+                continue;
+            }
+            let mut ratios: Vec<f64> = times[ours]
+                .iter()
+                .zip(theirs)
+                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "  {:<20} ours/{} = {:.2} (median of the {} rounds' ratios)",
+                "",
+                peer.name,
+                ratios[ratios.len() / 2],
+                ratios.len()
+            );
+        }
+    }
 }
 
 /// The summary: medians, ours as a multiple of each peer, peak RSS.
 fn report(results: &[(&str, &str, Duration)], rss: &[(&str, i64, i64)]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("\noci summary (median of {SAMPLE_SIZE} criterion samples, per container)");
+    println!("\noci back to back (median of {SAMPLE_SIZE} criterion samples, per container)");
     for what in ["run", "create+start+delete"] {
         let of = |name: &str| {
             results

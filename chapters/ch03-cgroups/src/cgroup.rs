@@ -387,6 +387,7 @@ fn make_dirs(
         .map(|p| top.join(p))
         .collect();
     levels.reverse();
+    let mut last_error = None;
     'attempt: for _ in 0..10 {
         let mut written = Vec::new();
         for level in &levels {
@@ -396,7 +397,13 @@ fn make_dirs(
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     return Err(CgroupError::Exists { dir: leaf })
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'attempt,
+                // The parent is gone (ENOENT) or being removed (ENODEV, from cgroupfs).
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ENODEV) =>
+                {
+                    continue 'attempt
+                }
                 Err(e) => {
                     let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
                     let hint = if matches!(errno, Errno::EACCES | Errno::EPERM) {
@@ -414,6 +421,15 @@ fn make_dirs(
             }
             match prepare(level) {
                 Ok(more) => written.extend(more),
+                // A shared parent that was empty a moment ago, being removed by another
+                // runtime between our mkdir and our writes into it: its files fail (ENODEV),
+                // and by the time we look the path may hold a new directory already. Start
+                // again from the top, as for a parent gone before our mkdir; a lasting error
+                // comes back on every attempt and is returned after the last.
+                Err(e) if *level != leaf => {
+                    last_error = Some(e);
+                    continue 'attempt;
+                }
                 Err(e) => {
                     let _ = fs::remove_dir(&leaf);
                     remove_empty_parents(&leaf, top);
@@ -423,11 +439,13 @@ fn make_dirs(
         }
         return Ok((leaf, written));
     }
-    Err(CgroupError::Create {
+    // Parents we made for nothing go again (unless another runtime's cgroup is in them now).
+    remove_empty_parents(&leaf, top);
+    Err(last_error.unwrap_or(CgroupError::Create {
         dir: leaf,
         errno: Errno::ENOENT,
         hint: ": a parent kept disappearing",
-    })
+    }))
 }
 
 /// `rmdir`, retrying while the kernel still counts exiting processes (EBUSY).

@@ -340,3 +340,36 @@ fn a_real_cgroup2_tree_kills_with_cgroup_kill() {
     assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
     assert!(!dir.exists());
 }
+
+/// Runtimes share the `boxlab` parent and remove it when it is empty, so one runtime's removal
+/// races with another's creation under it (seen as `create` failing with ENODEV on the parent's
+/// cpuset.cpus while containers were made and deleted in parallel). Every create must succeed.
+#[test]
+fn creates_and_removes_racing_on_the_shared_parent_all_succeed() {
+    if !require_root("creates_and_removes_racing_on_the_shared_parent_all_succeed") {
+        return;
+    }
+    // A racer stops at its first error instead of panicking: the others finish and remove
+    // what they made before the test fails.
+    let racers: Vec<_> = (0..3)
+        .map(|racer| {
+            std::thread::spawn(move || -> Result<(), String> {
+                let layout = detect().unwrap();
+                for round in 0..1000 {
+                    let path = CgroupPath::unique("race");
+                    let (cgroup, _) = Cgroup::create(&layout, &path, &Limits::default())
+                        .map_err(|e| format!("racer {racer}, round {round}: {e}"))?;
+                    cgroup
+                        .remove()
+                        .map_err(|e| format!("racer {racer}, round {round}: removing: {e}"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let failures: Vec<String> = racers
+        .into_iter()
+        .filter_map(|racer| racer.join().unwrap().err())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
