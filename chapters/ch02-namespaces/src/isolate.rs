@@ -72,6 +72,7 @@ pub struct Isolation {
     parent_hooks: Vec<ParentHook>,
     child_hooks: Vec<ChildHook>,
     before_init_hooks: Vec<ChildHook>,
+    join_user: Option<std::path::PathBuf>,
     stdout: Option<Arc<OwnedFd>>,
     stderr: Option<Arc<OwnedFd>>,
     observer: Option<Observer>,
@@ -92,6 +93,7 @@ impl fmt::Debug for Isolation {
             .field("parent_hooks", &self.parent_hooks.len())
             .field("child_hooks", &self.child_hooks.len())
             .field("before_init_hooks", &self.before_init_hooks.len())
+            .field("join_user", &self.join_user)
             .field("start_gate", &self.start_gate)
             .field("pre_exec_hooks", &self.pre_exec_hooks.len())
             .field("command_is_init", &self.command_is_init)
@@ -172,6 +174,16 @@ impl Isolation {
         self.child_hooks.push(hook);
         self
     }
+
+    // ANCHOR: join_user
+    /// Joins the existing user namespace at `path` (`/proc/<pid>/ns/user`) instead of making
+    /// one: the very first step of the child, so that every namespace it then makes is owned
+    /// by that user namespace, and its id mapping is the one already written there.
+    pub fn join_user_namespace(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.join_user = Some(path.into());
+        self
+    }
+    // ANCHOR_END: join_user
 
     // ANCHOR: before_init
     /// Adds a step the waiter runs just before it forks init, after the namespaces are made.
@@ -280,6 +292,11 @@ impl Isolation {
                 option: "--hostname",
                 namespace: Namespace::Uts,
             });
+        }
+        if self.join_user.is_some() && self.has(Namespace::User) {
+            return Err(NamespaceError::ChildSetup(
+                "a user namespace cannot be both joined (by path) and made new".into(),
+            ));
         }
         if (!self.uid_maps.is_empty() || !self.gid_maps.is_empty()) && !self.has(Namespace::User) {
             return Err(NamespaceError::NeedsNamespace {
@@ -654,6 +671,17 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
     }
     let has = |ns| isolation.has(ns);
 
+    if let Some(path) = &isolation.join_user {
+        if let Err(e) = join_user_namespace(path) {
+            fail(channel, &e);
+        }
+        note(format!(
+            "child {}: setns({}, CLONE_NEWUSER): now uid {} in that user namespace",
+            getpid(),
+            path.display(),
+            nix::unistd::getuid()
+        ));
+    }
     if has(Namespace::User) {
         if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
             fail(channel, &format!("unshare(CLONE_NEWUSER): {e}"));
@@ -861,6 +889,30 @@ fn await_go(channel: &Channel, announce: Message) {
             unsafe { libc::_exit(1) }
         }
     }
+}
+
+/// `setns` into the user namespace at `path`, then uid/gid 0 there if 0 is mapped (joining
+/// gives every capability in it, so the switch is allowed whenever the id exists there).
+fn join_user_namespace(path: &std::path::Path) -> Result<(), String> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("opening the user namespace {}: {e}", path.display()))?;
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWUSER)
+        .map_err(|e| format!("setns({}, CLONE_NEWUSER): {e}", path.display()))?;
+    let root = |map: &str| {
+        std::fs::read_to_string(map)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some("0"))
+    };
+    if root("/proc/self/gid_map") {
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("setresgid(0) in the joined user namespace: {e}"))?;
+    }
+    if root("/proc/self/uid_map") {
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("setresuid(0) in the joined user namespace: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Switches to uid/gid 0 inside the user namespace, if 0 is mapped (otherwise stays as mapped).

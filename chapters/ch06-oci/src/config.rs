@@ -215,8 +215,8 @@ pub type Namespaces = (Vec<Namespace>, Vec<(Namespace, PathBuf)>);
 // ANCHOR: namespaces
 /// `linux.namespaces` → chapter 2's kinds. An entry with a `path` joins that namespace instead
 /// of creating one — how containerd hands over the pod's network namespace prepared by CNI,
-/// and its PID namespace when the pod shares one. Supported for all kinds but `mount` and
-/// `user`: joining those would mean taking over another container's root or id mapping.
+/// and its PID namespace when the pod shares one. Supported for all kinds but `mount`, which
+/// would mean taking over another container's root and mounts.
 pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespaces, OciError> {
     let mut create = Vec::new();
     let mut join = Vec::new();
@@ -234,7 +234,7 @@ pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespac
         match entry.path() {
             None => create.push(kind),
             Some(path) if path.as_os_str().is_empty() => create.push(kind),
-            Some(path) if !matches!(kind, Namespace::Mount | Namespace::User) => {
+            Some(path) if kind != Namespace::Mount => {
                 if !path.exists() {
                     return Err(OciError::invalid(
                         format!("linux.namespaces[{kind}].path"),
@@ -246,7 +246,7 @@ pub fn namespaces(list: &[oci_spec::runtime::LinuxNamespace]) -> Result<Namespac
             }
             Some(path) => return Err(OciError::Unsupported {
                 what: format!("joining an existing {kind} namespace ({})", path.display()),
-                hint: "net, ipc, uts, pid, cgroup and time namespaces can be joined; drop the path to get a new one",
+                hint: "joining a mount namespace would mean another container's root and mounts; drop the path to get a new one",
             }),
         }
     }
@@ -460,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn joining_is_for_every_kind_but_mount_and_user() {
+    fn joining_is_for_every_kind_but_mount() {
         let ns = |typ, path: Option<&str>| {
             let b = LinuxNamespaceBuilder::default().typ(typ);
             match path {
@@ -478,12 +478,13 @@ mod tests {
         let (_, join) =
             namespaces(&[ns(LinuxNamespaceType::Pid, Some("/proc/self/ns/pid"))]).unwrap();
         assert_eq!(join, vec![(Namespace::Pid, "/proc/self/ns/pid".into())]);
-        for typ in [LinuxNamespaceType::Mount, LinuxNamespaceType::User] {
-            let err = namespaces(&[ns(typ, Some("/proc/self/ns/mnt"))])
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("not supported yet"), "{err}");
-        }
+        let err = namespaces(&[ns(LinuxNamespaceType::Mount, Some("/proc/self/ns/mnt"))])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported yet"), "{err}");
+        let (_, join) =
+            namespaces(&[ns(LinuxNamespaceType::User, Some("/proc/self/ns/user"))]).unwrap();
+        assert_eq!(join, vec![(Namespace::User, "/proc/self/ns/user".into())]);
         let err = namespaces(&[ns(LinuxNamespaceType::Pid, Some("/no/such/ns"))])
             .unwrap_err()
             .to_string();

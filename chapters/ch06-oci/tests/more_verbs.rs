@@ -239,3 +239,41 @@ fn a_container_joins_another_ones_pid_and_network_namespaces_by_path() {
         link(std::process::id() as i64, "pid")
     );
 }
+
+#[test]
+fn a_container_joins_another_ones_user_namespace_by_path() {
+    if !require_root("a_container_joins_another_ones_user_namespace_by_path") {
+        return;
+    }
+    let lab = Lab::new("ch06-join-user");
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let with_user_ns = |c: &mut serde_json::Value, path: Option<String>| {
+        let mut entry = serde_json::json!({"type": "user"});
+        if let Some(path) = path {
+            entry["path"] = path.into();
+        } else {
+            c["linux"]["uidMappings"] = map.clone();
+            c["linux"]["gidMappings"] = map.clone();
+        }
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(entry);
+    };
+    let sandbox = detached(&lab, "userns-sandbox", &["sleep", "1000"], |c| {
+        with_user_ns(c, None)
+    });
+    let sandbox_pid = lab.state(&sandbox)["pid"].as_i64().unwrap();
+    let id = lab.id("userns-app");
+    let path = format!("/proc/{sandbox_pid}/ns/user");
+    let bundle = lab.bundle(
+        "userns-app",
+        &["sh", "-c", "id -u; cat /proc/self/uid_map"],
+        |c| with_user_ns(c, Some(path.clone())),
+    );
+    let out = lab.oci(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    assert!(out.ok(), "run: {out:?}");
+    let lines: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines, [vec!["0"], vec!["0", "100000", "65536"]], "{out:?}");
+}

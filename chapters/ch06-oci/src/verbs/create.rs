@@ -328,6 +328,8 @@ fn isolation(
             Namespace::Pid | Namespace::Time => {
                 isolation.before_init(join_hook(*kind, path.clone()))
             }
+            // First of all, so that the namespaces made after it belong to it.
+            Namespace::User => isolation.join_user_namespace(path.clone()),
             _ => isolation.child_hook(join_hook(*kind, path.clone())),
         };
     }
