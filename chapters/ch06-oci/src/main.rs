@@ -207,8 +207,10 @@ fn run(cli: Cli) -> Result<i32> {
         cli.verb,
         Verb::Create(_) | Verb::Run { .. } | Verb::Exec { .. }
     ) {
-        ch06_oci::sealed::reexec_from_sealed_copy()?;
-        log::debug("running from a sealed in-memory copy of the runtime binary");
+        // The mount point of the read-only bind goes in the state root (ours, and made anyway).
+        let _ = std::fs::create_dir_all(&cli.root);
+        ch06_oci::sealed::reexec_from_sealed_copy(&cli.root)?;
+        log::debug("running from a read-only view or a sealed copy of the runtime binary");
     }
     let store = Store::new(&cli.root);
     let globals = Globals {
