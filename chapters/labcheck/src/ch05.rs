@@ -133,7 +133,11 @@ pub fn check(expect: &Expect) -> Vec<Check> {
                     nix::errno::Errno::from_raw(e)
                 ),
             },
-            "allow only the chosen GPUs' numbers, never c 195:* (rules_for_plan in src/gpu_container.rs)",
+            format!(
+                "give it only GPU {}: --gpus '\"device={}\"' (if it had only that, its rules are too wide: never c 195:*, see rules_for_plan in src/gpu_container.rs)",
+                list(&expect.gpus),
+                list(&expect.gpus)
+            ),
         ),
         Err(e) => Check::not_checked(names[4], e),
     });
