@@ -238,34 +238,10 @@ impl Drop for Ch06Lab {
     }
 }
 
-/// A busybox image built by chapter 4 into `<scratch>/data`.
+/// Chapter 4's busybox image, tagged `tag`, under `<scratch>/data`; returns that directory.
 fn busybox_image(scratch: &ScratchDir, tag: &str) -> std::path::PathBuf {
-    use ch04_rootfs::build::{build, BuildOptions};
     let data = scratch.join("data");
-    let context = scratch.join("context");
-    fs::create_dir_all(&context).unwrap();
-    fs::copy(
-        labkit::find_static_busybox().unwrap(),
-        context.join("busybox"),
-    )
-    .unwrap();
-    fs::write(
-        context.join("Boxfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"sh\"]\n",
-    )
-    .unwrap();
-    let layout = ch04_rootfs::image::OciLayout::create(data.join("oci")).unwrap();
-    let store = ch04_rootfs::store::LayerStore::open(data.join("layers")).unwrap();
-    build(BuildOptions {
-        context,
-        boxfile: None,
-        tag: Some(tag.into()),
-        layout: &layout,
-        store: &store,
-        cache_dir: data.join("build-cache"),
-        on_step: None,
-    })
-    .unwrap();
+    ch04_rootfs::build::busybox_image(&data, tag).unwrap();
     data
 }
 

@@ -63,6 +63,14 @@ pub enum BuildError {
     /// Writing the image (manifest, config, index) failed.
     #[error("build: writing the image into the layout failed: {0}")]
     Image(#[source] ImageError),
+
+    /// The layer store could not be opened.
+    #[error("build: {0}")]
+    Store(#[source] StoreError),
+
+    /// The host has no static busybox to build [`busybox_image`](super::busybox_image) from.
+    #[error("build: {0}")]
+    Busybox(#[from] labkit::RootfsError),
 }
 
 impl BuildError {

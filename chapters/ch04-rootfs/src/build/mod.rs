@@ -19,6 +19,7 @@
 //! Boxfile and context give the same manifest digest on any day, in any fresh layout.
 
 pub mod boxfile;
+mod busybox;
 pub mod cache;
 pub mod context;
 pub mod diff;
@@ -44,6 +45,7 @@ use crate::image::{OciLayout, ResolvedImage};
 use crate::store::LayerStore;
 
 pub use boxfile::{parse_boxfile, Base, Boxfile, Command, Instruction, InstructionKind, Stage};
+pub use busybox::{busybox_image, BUSYBOX_BOXFILE};
 pub use error::{BuildError, StepError};
 
 use cache::{step_key, BuildCache, CacheEntry, CachedLayer, ConfigState};

@@ -196,39 +196,11 @@ impl Drop for Lab {
     }
 }
 
-/// Chapter 4 builds an image tagged `tag` (busybox with its applets installed, `CMD ["sh"]`)
-/// into `<scratch>/data`: its OCI layout in `data/oci`, unpacked layers in `data/layers`.
+/// Chapter 4's busybox image, tagged `tag`, under `<scratch>/data` (the layout in `data/oci`).
 /// Returns the data directory.
 pub fn busybox_image(scratch: &ScratchDir, tag: &str) -> PathBuf {
-    use ch04_rootfs::build::{build, BuildOptions};
     let data = scratch.join("data");
-    let context = scratch.join("context");
-    fs::create_dir_all(&context).unwrap();
-    fs::copy(
-        labkit::find_static_busybox().unwrap(),
-        context.join("busybox"),
-    )
-    .unwrap();
-    fs::write(
-        context.join("Boxfile"),
-        "FROM scratch\n\
-         COPY busybox /bin/busybox\n\
-         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
-         CMD [\"sh\"]\n",
-    )
-    .unwrap();
-    let layout = ch04_rootfs::image::OciLayout::create(data.join("oci")).unwrap();
-    let store = ch04_rootfs::store::LayerStore::open(data.join("layers")).unwrap();
-    build(BuildOptions {
-        context,
-        boxfile: None,
-        tag: Some(tag.into()),
-        layout: &layout,
-        store: &store,
-        cache_dir: data.join("build-cache"),
-        on_step: None,
-    })
-    .unwrap();
+    ch04_rootfs::build::busybox_image(&data, tag).unwrap();
     data
 }
 

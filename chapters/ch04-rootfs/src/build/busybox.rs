@@ -1,0 +1,46 @@
+//! The smallest useful image, from nothing but the host's static busybox: what the later
+//! chapters' tests and labs run (chapter 6 hands it to podman, the lab checker runs it).
+
+use std::fs;
+use std::path::Path;
+
+use super::{build, BuildError, BuildOptions, BuildReport};
+use crate::image::OciLayout;
+use crate::store::LayerStore;
+
+/// Its Boxfile: busybox, its applets installed as links, a shell by default.
+pub const BUSYBOX_BOXFILE: &str = "FROM scratch\n\
+COPY busybox /bin/busybox\n\
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+CMD [\"sh\"]\n";
+
+/// Builds [`BUSYBOX_BOXFILE`] as `tag` under `data`, laid out as `ch04-rootfs --data DATA`
+/// lays it out: the image in `data/oci`, unpacked layers in `data/layers`, the cache in
+/// `data/build-cache`, the build context in `data/context`. RUN needs root.
+pub fn busybox_image(data: &Path, tag: &str) -> Result<BuildReport, BuildError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let context = data.join("context");
+    fs::create_dir_all(&context).map_err(io("create the build context", &context))?;
+    let busybox = labkit::find_static_busybox()?;
+    fs::copy(&busybox, context.join("busybox")).map_err(io("copy busybox into", &context))?;
+    let boxfile = context.join("Boxfile");
+    fs::write(&boxfile, BUSYBOX_BOXFILE).map_err(io("write", &boxfile))?;
+    let layout = OciLayout::create(data.join("oci")).map_err(BuildError::Image)?;
+    let store = LayerStore::open(data.join("layers")).map_err(BuildError::Store)?;
+    build(BuildOptions {
+        context,
+        boxfile: None,
+        tag: Some(tag.into()),
+        layout: &layout,
+        store: &store,
+        cache_dir: data.join("build-cache"),
+        on_step: None,
+    })
+}
