@@ -7,9 +7,9 @@
 //! sudo cargo bench -p bench --bench oci
 //! ```
 //!
-//! Ours is found at `$BOXLAB_OCI_BIN`, else `$CARGO_TARGET_DIR/release/ch06-oci`, else
-//! `<workspace>/target/release/ch06-oci` (a bench cannot ask cargo to build another package's
-//! binary for it). crun and runc are looked up on `PATH` and in `/usr/sbin`, `/usr/bin`
+//! Ours is found at `$BOXLAB_OCI_BIN`, else beside this bench in `target/release/`, else in
+//! `$CARGO_TARGET_DIR/release/` (a bench cannot ask cargo to build another package's binary
+//! for it: `bench::peers::find_workspace_binary`). crun and runc are looked up on `PATH` and in `/usr/sbin`, `/usr/bin`
 //! (Debian's packages; `scripts/setup` installs them). A runtime that is missing is named in
 //! one line and left out; nothing is ever made up for it.
 //!
@@ -48,6 +48,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bench::peers::{find_program, find_workspace_binary, hide_cgroup2_for_crun};
 use criterion::{criterion_group, criterion_main, Criterion};
 use labkit::{busybox_rootfs, ScratchDir};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -151,59 +152,14 @@ fn peak_rss_kib(program: &Path, args: &[&str]) -> i64 {
         .unwrap_or_else(|| panic!("peak-rss printed {text:?}"))
 }
 
-/// `name` on `PATH`, or in the directories Debian installs runtimes to.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 /// Our release binary (see the top of this file for where it is looked for).
 fn find_ours() -> Result<PathBuf, String> {
-    if let Some(bin) = std::env::var_os("BOXLAB_OCI_BIN") {
-        return Ok(bin.into());
+    match std::env::var_os("BOXLAB_OCI_BIN") {
+        Some(bin) => Ok(bin.into()),
+        None => {
+            find_workspace_binary("ch06-oci").map_err(|e| format!("{e}, or set BOXLAB_OCI_BIN"))
+        }
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("release/ch06-oci");
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} does not exist: run `cargo build --release -p ch06-oci` first (or set BOXLAB_OCI_BIN)",
-            bin.display()
-        ))
-    }
-}
-
-/// On a hybrid host whose cgroup2 half has controllers, hides that half in a private mount
-/// namespace (see the top of this file). Returns what it did, in words, if anything.
-fn v1_view_if_crun_needs_it() -> Option<String> {
-    let unified = Path::new("/sys/fs/cgroup/unified");
-    let controllers = fs::read_to_string(unified.join("cgroup.controllers")).ok()?;
-    if controllers.trim().is_empty() {
-        return None;
-    }
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    // For this thread (criterion's, which spawns every runtime) and what it spawns.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .expect("making our mounts private");
-    umount2(unified, MntFlags::MNT_DETACH).expect("unmounting /sys/fs/cgroup/unified");
-    Some(format!(
-        "this host is cgroup-hybrid with controllers ({}) on its cgroup2 half, which crun refuses: \
-         every runtime runs in a private mount namespace without /sys/fs/cgroup/unified (v1 trees only)",
-        controllers.trim()
-    ))
 }
 
 /// The busybox bundle: our `spec`'s config.json (runc's defaults), running `/bin/true`.
@@ -258,7 +214,7 @@ fn oci(c: &mut Criterion) {
         }
     }
     if runtimes.iter().any(|(name, _)| *name == "crun") {
-        if let Some(note) = v1_view_if_crun_needs_it() {
+        if let Some(note) = hide_cgroup2_for_crun().expect("hiding the cgroup2 half for crun") {
             eprintln!("oci: {note}");
         }
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::measured::{need_root, Measured};
 use super::progress::bar;
 use super::stats::Summary;
+use bench::peers::{find_program, find_workspace_binary, hide_cgroup2_for_crun};
 
 /// Timings and peak RSS of each runtime that could be run, and the ratios.
 pub struct Runtimes {
@@ -39,37 +40,6 @@ pub struct Runtimes {
 pub struct Peers {
     pub runtimes: Measured<Runtimes>,
     pub qemu: Measured<Summary>,
-}
-
-/// `name` on PATH, or where Debian installs runtimes.
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// A sibling binary of this one (`target/<profile>/NAME`), or under `$CARGO_TARGET_DIR/release`.
-pub fn find_workspace_binary(name: &str) -> Result<PathBuf, String> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        // Tests run from target/<profile>/deps.
-        candidates.push(dir.join(name));
-        if let Some(up) = dir.parent() {
-            candidates.push(up.join(name));
-        }
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    candidates.push(target.join("release").join(name));
-    candidates.into_iter().find(|c| c.is_file()).ok_or_else(|| {
-        format!("the `{name}` binary is not built (cargo build --release -p {name})")
-    })
 }
 
 pub fn measure(bundle: &Path, scratch: &Path, runs: usize) -> Peers {
@@ -195,7 +165,7 @@ pub fn probe(args: &[String]) -> anyhow::Result<()> {
         fs::create_dir_all(root)?;
     }
     if runtimes.iter().any(|(name, _, _)| name == "crun") {
-        if let Some(note) = v1_view_if_crun_needs_it()? {
+        if let Some(note) = hide_cgroup2_for_crun().map_err(anyhow::Error::msg)? {
             println!("note {note}");
         }
     }
@@ -257,11 +227,14 @@ fn probe_runs(
             eprintln!("tick");
         }
     }
-    println!("floor {}", peak_rss_kib(Path::new("/bin/true"), &[])?);
+    println!(
+        "floor {}",
+        peak_rss_ok(Path::new("/bin/true"), &[] as &[&str])?
+    );
     for (name, bin, root) in runtimes {
         let mut peaks = Vec::new();
         for _ in 0..3 {
-            peaks.push(peak_rss_kib(bin, &run_args(root, &id(name)))?);
+            peaks.push(peak_rss_ok(bin, &run_args(root, &id(name)))?);
         }
         peaks.sort();
         println!("rss {name} {}", peaks[1]);
@@ -269,49 +242,15 @@ fn probe_runs(
     Ok(())
 }
 
-/// Runs `program args` and returns its peak RSS (KiB) from `wait4`'s rusage.
-fn peak_rss_kib(program: &Path, args: &[String]) -> anyhow::Result<u64> {
-    let child = quiet(&mut Command::new(program)).args(args).spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: all-zero bytes are a valid `rusage` (plain integers) for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child with pointers to live locals; std's `Child` never reaps on
-    // drop, so nothing else reaps this pid.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(reaped == pid, "wait4: {}", std::io::Error::last_os_error());
+/// The peak RSS (KiB) of a run that must succeed.
+fn peak_rss_ok<S: AsRef<std::ffi::OsStr>>(program: &Path, args: &[S]) -> anyhow::Result<u64> {
+    let (kib, status) = bench::peers::peak_rss_kib(program, args)?;
     anyhow::ensure!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{} exited with status {status:#x}",
+        status.success(),
+        "{} ended with {status}",
         program.display()
     );
-    Ok(usage.ru_maxrss as u64)
-}
-
-/// crun 1.8 refuses a hybrid host whose cgroup2 half has controllers: hide that half, for this
-/// (single-threaded) process and what it spawns, so that all runtimes see the same v1 trees.
-fn v1_view_if_crun_needs_it() -> anyhow::Result<Option<String>> {
-    let unified = Path::new("/sys/fs/cgroup/unified");
-    let Ok(controllers) = fs::read_to_string(unified.join("cgroup.controllers")) else {
-        return Ok(None);
-    };
-    if controllers.trim().is_empty() {
-        return Ok(None);
-    }
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
-    umount2(unified, MntFlags::MNT_DETACH)?;
-    Ok(Some(format!(
-        "cgroup-hybrid host with controllers ({}) on its cgroup2 half, which crun refuses: all runtimes ran in a private mount namespace without /sys/fs/cgroup/unified",
-        controllers.trim()
-    )))
+    Ok(kib)
 }
 
 /// QEMU `-M microvm` booting the fetched kernel + initramfs to power-off.

@@ -13,8 +13,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::measured::Measured;
-use super::peers::find_workspace_binary;
 use super::stats::bytes;
+use bench::peers::find_workspace_binary;
 
 pub struct Sizes {
     pub tiny_guest: u64,
