@@ -256,63 +256,45 @@ fn oci(c: &mut Criterion) {
     }
 
     let mut results: Vec<(&str, &str, Duration)> = Vec::new();
-    let mut group = c.benchmark_group("oci_run_true");
-    group
-        .sample_size(SAMPLE_SIZE)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
-    for runtime in &runtimes {
-        let samples: Samples = Rc::default();
-        group.bench_function(runtime.name, |b| {
-            b.iter_custom(|iters| {
-                let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
-                let began = Instant::now();
-                for id in &ids {
-                    runtime.run(&bundle_arg, id, scratch.path());
-                }
-                let elapsed = began.elapsed();
-                samples.borrow_mut().push(elapsed / iters as u32);
-                elapsed
-            })
-        });
-        let all = samples.borrow();
-        let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
-        // Nothing measured when a criterion filter left this one out.
-        if !measured.is_empty() {
-            results.push(("run", runtime.name, median(measured)));
+    type Operation = fn(&Runtime, &str, &str, &Path);
+    let operations: [(&str, &str, Operation); 2] = [
+        ("oci_run_true", "run", Runtime::run),
+        (
+            "oci_create_start_delete",
+            "create+start+delete",
+            Runtime::create_start_delete,
+        ),
+    ];
+    for (group_name, label, operation) in operations {
+        let mut group = c.benchmark_group(group_name);
+        group
+            .sample_size(SAMPLE_SIZE)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(5));
+        for runtime in &runtimes {
+            let samples: Samples = Rc::default();
+            group.bench_function(runtime.name, |b| {
+                b.iter_custom(|iters| {
+                    let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
+                    let began = Instant::now();
+                    for id in &ids {
+                        operation(runtime, &bundle_arg, id, scratch.path());
+                    }
+                    let elapsed = began.elapsed();
+                    samples.borrow_mut().push(elapsed / iters as u32);
+                    elapsed
+                })
+            });
+            let all = samples.borrow();
+            let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
+            // Nothing measured when a criterion filter left this one out.
+            if !measured.is_empty() {
+                results.push((label, runtime.name, median(measured)));
+            }
+            runtime.clean_up();
         }
-        runtime.clean_up();
+        group.finish();
     }
-    group.finish();
-
-    let mut group = c.benchmark_group("oci_create_start_delete");
-    group
-        .sample_size(SAMPLE_SIZE)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
-    for runtime in &runtimes {
-        let samples: Samples = Rc::default();
-        group.bench_function(runtime.name, |b| {
-            b.iter_custom(|iters| {
-                let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
-                let began = Instant::now();
-                for id in &ids {
-                    runtime.create_start_delete(&bundle_arg, id, scratch.path());
-                }
-                let elapsed = began.elapsed();
-                samples.borrow_mut().push(elapsed / iters as u32);
-                elapsed
-            })
-        });
-        let all = samples.borrow();
-        let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
-        // Nothing measured when a criterion filter left this one out.
-        if !measured.is_empty() {
-            results.push(("create+start+delete", runtime.name, median(measured)));
-        }
-        runtime.clean_up();
-    }
-    group.finish();
 
     // The spaced pass (see the top of this file): rotated order, a pause before each start.
     let rounds = spaced_rounds();
