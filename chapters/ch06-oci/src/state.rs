@@ -300,25 +300,30 @@ mod tests {
         assert!(!process_is(0, started));
     }
 
-    #[test]
-    fn a_stopped_container_has_no_pid_in_its_state() {
-        let scratch = labkit::ScratchDir::new("ch06-state").unwrap();
-        let store = Store::new(scratch.join("root"));
-        let dir = store.create_dir("c1").unwrap();
-        let record = Record {
+    /// The record of container `c1` with init `pid` started at `start_time`.
+    fn record_of(pid: i32, start_time: u64) -> Record {
+        Record {
             oci_version: "1.0.2".into(),
             id: "c1".into(),
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
-            pid: i32::MAX,
-            start_time: 1,
+            pid,
+            start_time,
             waiter: 0,
             port_keeper: 0,
             cgroup: "boxlab/c1".into(),
             created: "now".into(),
             owner: "root".into(),
             annotations: HashMap::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_stopped_container_has_no_pid_in_its_state() {
+        let scratch = labkit::ScratchDir::new("ch06-state").unwrap();
+        let store = Store::new(scratch.join("root"));
+        let dir = store.create_dir("c1").unwrap();
+        let record = record_of(i32::MAX, 1);
         save_record(&dir, &record).unwrap();
         assert!(matches!(
             store.create_dir("c1"),
@@ -340,20 +345,7 @@ mod tests {
         let scratch = labkit::ScratchDir::new("ch06-state-creating").unwrap();
         let store = Store::new(scratch.join("root"));
         let dir = store.create_dir("c1").unwrap();
-        let record = Record {
-            oci_version: "1.0.2".into(),
-            id: "c1".into(),
-            bundle: "/b".into(),
-            rootfs: "/b/rootfs".into(),
-            pid: 0,
-            start_time: 0,
-            waiter: 0,
-            port_keeper: 0,
-            cgroup: "boxlab/c1".into(),
-            created: "now".into(),
-            owner: "root".into(),
-            annotations: HashMap::new(),
-        };
+        let record = record_of(0, 0);
         save_record(&dir, &record).unwrap();
         let c = store.load("c1").unwrap();
         assert_eq!(c.status(), ContainerState::Creating);
