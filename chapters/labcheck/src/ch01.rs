@@ -133,12 +133,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "waiting",
         "request -> reply",
     ];
-    let rest = |from: usize, because: &str| -> Vec<Check> {
-        names[from..]
-            .iter()
-            .map(|n| Check::not_checked(*n, because))
-            .collect()
-    };
+    let rest = |from: usize, because: &str| Check::none_of(&names[from..], because);
     let kind = expect.kind.name();
 
     // The front process: the parent of --pid, or the newest `ch01-process --serve`.

@@ -116,12 +116,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "processes inside",
         "seen from the process",
     ];
-    let rest = |from: usize, because: &str| -> Vec<Check> {
-        names[from..]
-            .iter()
-            .map(|n| Check::not_checked(*n, because))
-            .collect()
-    };
+    let rest = |from: usize, because: &str| Check::none_of(&names[from..], because);
     let layout = match detect() {
         Ok(layout) => layout,
         Err(e) => {

@@ -151,23 +151,11 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "command",
         "host mounts",
     ];
-    let init = match find::init(expect.pid, PROGRAMS) {
-        Ok(init) => init,
-        Err(found) => {
-            let mut checks = vec![Check::fail(
-                names[0],
-                "a ch04-rootfs container running (its init: PID 1 in a PID namespace of its own)",
-                found,
-                start(expect),
-            )];
-            checks.extend(
-                names[1..]
-                    .iter()
-                    .map(|n| Check::not_checked(*n, "no container")),
-            );
-            return checks;
-        }
-    };
+    let init =
+        match find::init_or_checks(expect.pid, PROGRAMS, &names, "ch04-rootfs", start(expect)) {
+            Ok(init) => init,
+            Err(checks) => return checks,
+        };
     let pid = init.pid;
     let mut checks = vec![Check::ok(names[0], find::describe(&init))];
     checks.push(namespaces::own(
@@ -198,11 +186,10 @@ pub fn check(expect: &Expect) -> Vec<Check> {
     });
 
     let Some(root) = root else {
-        checks.extend(
-            names[3..5]
-                .iter()
-                .map(|n| Check::not_checked(*n, format!("no mount on / in /proc/{pid}/mountinfo"))),
-        );
+        checks.extend(Check::none_of(
+            &names[3..5],
+            format!("no mount on / in /proc/{pid}/mountinfo"),
+        ));
         checks.push(command_check(names[5], pid, expect));
         checks.push(Check::not_checked(names[6], "no root mount"));
         return checks;

@@ -73,22 +73,9 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "other GPU refused",
         "environment",
     ];
-    let init = match find::init(expect.pid, PROGRAMS) {
+    let init = match find::init_or_checks(expect.pid, PROGRAMS, &names, "ch05-gpu", start(expect)) {
         Ok(init) => init,
-        Err(found) => {
-            let mut checks = vec![Check::fail(
-                names[0],
-                "a ch05-gpu container running (its init: PID 1 in a PID namespace of its own)",
-                found,
-                start(expect),
-            )];
-            checks.extend(
-                names[1..]
-                    .iter()
-                    .map(|n| Check::not_checked(*n, "no container")),
-            );
-            return checks;
-        }
+        Err(checks) => return checks,
     };
     let pid = init.pid;
     let mut checks = vec![Check::ok(names[0], find::describe(&init))];

@@ -43,12 +43,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "cgroup",
         "command",
     ];
-    let rest = |from: usize, because: &str| -> Vec<Check> {
-        names[from..]
-            .iter()
-            .map(|n| Check::not_checked(*n, because))
-            .collect()
-    };
+    let rest = |from: usize, because: &str| Check::none_of(&names[from..], because);
     let store = Store::new(&expect.root);
     let listed: Vec<Container> = store.list();
     let Some(container) = listed.iter().find(|c| c.record.id == expect.id) else {

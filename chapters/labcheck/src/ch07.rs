@@ -58,12 +58,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "restored run",
         "output",
     ];
-    let rest = |from: usize, because: &str| -> Vec<Check> {
-        names[from..]
-            .iter()
-            .map(|n| Check::not_checked(*n, because))
-            .collect()
-    };
+    let rest = |from: usize, because: &str| Check::none_of(&names[from..], because);
     let memory = expect.dir.join("memory.bin");
     let state = expect.dir.join("vm.state");
     let (mem_meta, state_meta) = (fs::metadata(&memory), fs::metadata(&state));

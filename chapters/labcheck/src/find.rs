@@ -1,6 +1,7 @@
 //! Finding the student's container among the host's processes.
 
 use crate::procfs;
+use crate::report::Check;
 
 /// A container's first process, as seen from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,4 +77,28 @@ pub fn describe(init: &Init) -> String {
         ));
     }
     text
+}
+
+/// The container init of one of `programs` (the one at `pid`, when given), or, when there is
+/// none, the whole chapter's checks: `names[0]` failed with what was found and `hint`, the
+/// others not checked. `chapter` names the binary in the expectation.
+pub fn init_or_checks(
+    pid: Option<i32>,
+    programs: &[&str],
+    names: &[&str],
+    chapter: &str,
+    hint: impl Into<String>,
+) -> Result<Init, Vec<Check>> {
+    init(pid, programs).map_err(|found| {
+        let mut checks = vec![Check::fail(
+            names[0],
+            format!(
+                "a {chapter} container running (its init: PID 1 in a PID namespace of its own)"
+            ),
+            found,
+            hint,
+        )];
+        checks.extend(Check::none_of(&names[1..], "no container"));
+        checks
+    })
 }

@@ -51,6 +51,14 @@ impl Check {
         }
     }
 
+    /// Every check named in `names`, not checked because of `because` (an earlier failure).
+    pub fn none_of(names: &[&str], because: impl fmt::Display) -> Vec<Check> {
+        names
+            .iter()
+            .map(|n| Check::not_checked(*n, &because))
+            .collect()
+    }
+
     /// `ok` if `passed`, otherwise [`Check::fail`].
     pub fn expect(
         name: impl Into<String>,
