@@ -168,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_file_is_neither_sealed_nor_read_only_here() {
+    fn the_binary_on_disk_is_not_sealed() {
         let file = File::open("/proc/self/exe").unwrap();
         assert!(!is_sealed(&file));
     }
