@@ -2,6 +2,8 @@
 //! every kind of corruption refused by name, multi-platform indexes, and imports of the archives
 //! `docker save` / `podman save` write (built here as tars). No root, no network.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 
@@ -9,8 +11,8 @@ use ch04_rootfs::digest::sha256_bytes;
 use ch04_rootfs::image::{import_archive, ImageError, OciLayout, ANNOTATION_CONTAINERD_NAME};
 use labkit::ScratchDir;
 use oci_spec::image::{
-    Arch, Descriptor, Digest, ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder,
-    MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, Descriptor, Digest, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
+    RootFsBuilder,
 };
 use tar::{Builder, EntryType, Header};
 
@@ -266,23 +268,12 @@ fn a_multi_platform_index_gives_the_wanted_platform() {
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
     let mut amd64 = store_image(&layout, "amd64", &two_layers(), None);
     let mut arm64 = store_image(&layout, "arm64", &[layer(&[("arm", "64")])], None);
-    let platform = |arch: Arch| {
-        PlatformBuilder::default()
-            .os(Os::Linux)
-            .architecture(arch)
-            .build()
-            .unwrap()
-    };
-    arm64.set_platform(Some(platform(Arch::ARM64)));
-    amd64.set_platform(Some(platform(Arch::Amd64)));
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![arm64.clone(), amd64.clone()])
-        .build()
-        .unwrap();
-    let index = layout.put_json(&index, MediaType::ImageIndex).unwrap();
-    layout.add_to_index(&index, Some("multi:1")).unwrap();
+    common::multi_platform_index(
+        &layout,
+        &mut [(&mut arm64, Arch::ARM64), (&mut amd64, Arch::Amd64)],
+        MediaType::ImageIndex,
+        "multi:1",
+    );
 
     let image = layout
         .resolve_for("multi:1", &Os::Linux, &Arch::Amd64)

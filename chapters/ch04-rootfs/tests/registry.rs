@@ -10,6 +10,8 @@
 //! The registry package is a prerequisite (scripts/setup installs it): without it these tests
 //! fail, they never skip.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -24,8 +26,8 @@ use ch04_rootfs::image::OciLayout;
 use ch04_rootfs::registry::{pull, push, PullOptions, PullReport, PushOptions, RegistryError};
 use labkit::{LocalRegistry, ScratchDir};
 use oci_spec::image::{
-    Arch, Descriptor, Digest, ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder,
-    MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, Descriptor, Digest, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
+    RootFsBuilder,
 };
 use tar::{Builder, EntryType, Header};
 
@@ -224,23 +226,12 @@ fn a_multi_platform_index_pulls_the_wanted_platform() {
     let source = OciLayout::create(scratch.join("source")).unwrap();
     let mut amd64 = store_image(&source, Arch::Amd64, &[layer(&[("arch", "amd64")])]);
     let mut arm64 = store_image(&source, Arch::ARM64, &[layer(&[("arch", "arm64")])]);
-    let platform = |arch: Arch| {
-        PlatformBuilder::default()
-            .os(Os::Linux)
-            .architecture(arch)
-            .build()
-            .unwrap()
-    };
-    amd64.set_platform(Some(platform(Arch::Amd64)));
-    arm64.set_platform(Some(platform(Arch::ARM64)));
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![arm64.clone(), amd64.clone()])
-        .build()
-        .unwrap();
-    let index = source.put_json(&index, MediaType::ImageIndex).unwrap();
-    source.add_to_index(&index, Some("multi:1")).unwrap();
+    let index = common::multi_platform_index(
+        &source,
+        &mut [(&mut arm64, Arch::ARM64), (&mut amd64, Arch::Amd64)],
+        MediaType::ImageIndex,
+        "multi:1",
+    );
 
     let reference = format!("{}/test/multi:1", registry.host());
     let pushed = push(&source, "multi:1", &reference, &PushOptions::default())
@@ -290,24 +281,12 @@ fn docker_schema2_manifests_and_lists_are_stored_as_they_are() {
     let layers = [layer(&[("docker", "schema 2")])];
     let mut amd64 = store_image_as(&source, Arch::Amd64, &layers, true);
     let mut arm64 = store_image_as(&source, Arch::ARM64, &layers, true);
-    for (desc, arch) in [(&mut amd64, Arch::Amd64), (&mut arm64, Arch::ARM64)] {
-        desc.set_platform(Some(
-            PlatformBuilder::default()
-                .os(Os::Linux)
-                .architecture(arch)
-                .build()
-                .unwrap(),
-        ));
-    }
-    let list_type = MediaType::from(docker::MANIFEST_LIST);
-    let list = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(list_type.clone())
-        .manifests(vec![amd64.clone(), arm64.clone()])
-        .build()
-        .unwrap();
-    let list = source.put_json(&list, list_type).unwrap();
-    source.add_to_index(&list, Some("docker:1")).unwrap();
+    let list = common::multi_platform_index(
+        &source,
+        &mut [(&mut amd64, Arch::Amd64), (&mut arm64, Arch::ARM64)],
+        MediaType::from(docker::MANIFEST_LIST),
+        "docker:1",
+    );
     let reference = format!("{}/test/docker:1", registry.host());
     push(&source, "docker:1", &reference, &PushOptions::default())
         .unwrap_or_else(|e| panic!("{e}\nregistry log:\n{}", registry.log()));
