@@ -18,8 +18,6 @@ use labkit::{require_root, ScratchDir};
 use nix::errno::Errno;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
-const SCRIPT: &str = "cat /dev/null && echo null-ok; head -c1 /dev/zero 2>&1 || echo zero-denied";
-
 fn cgroup_with_unified(label: &str) -> Option<Cgroup> {
     cgroup_having(
         label,
@@ -46,13 +44,7 @@ fn ebpf_program_alone_permits_null_and_denies_zero() {
         "{}",
         applied.verifier_log
     );
-    let (exit, out) = run_in(cgroup, SCRIPT);
-    assert_eq!(exit, Exit::Code(0), "{out}");
-    assert!(out.contains("null-ok"), "{out}");
-    assert!(
-        out.contains("Operation not permitted") && out.contains("zero-denied"),
-        "/dev/zero must be refused with EPERM:\n{out}"
-    );
+    assert_null_opens_and_zero_is_refused(cgroup);
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
@@ -95,7 +87,7 @@ fn applying_again_replaces_the_program() {
     let now = attached_programs(&dir).unwrap();
     assert_eq!(now.len(), 1);
     assert_ne!(now, first);
-    let (_, out) = run_in(cgroup, SCRIPT);
+    let (_, out) = run_in(cgroup, NULL_AND_ZERO);
     assert!(
         out.contains("null-ok") && !out.contains("zero-denied"),
         "{out}"
@@ -158,7 +150,7 @@ fn combined_apply_uses_every_mechanism_the_host_has() {
     let has_v1 = cgroup.v1_dir(ch03_cgroups::V1Controller::Devices).is_some();
     assert_eq!(!applied.v1.is_empty(), has_v1);
     assert_eq!(applied.ebpf.is_some(), cgroup.unified_dir().is_some());
-    let (exit, out) = run_in(cgroup, SCRIPT);
+    let (exit, out) = run_in(cgroup, NULL_AND_ZERO);
     assert_eq!(exit, Exit::Code(0), "{out}");
     assert!(
         out.contains("null-ok") && out.contains("Operation not permitted"),

@@ -68,3 +68,19 @@ pub fn cgroup_having(label: &str, has: fn(&Cgroup) -> bool, missing: &str) -> Op
     eprintln!("skipped: this host lacks {missing}");
     None
 }
+
+/// Opens `/dev/null` (allowed by every rule set here) and reads `/dev/zero` (refused by most).
+pub const NULL_AND_ZERO: &str =
+    "cat /dev/null && echo null-ok; head -c1 /dev/zero 2>&1 || echo zero-denied";
+
+/// Runs [`NULL_AND_ZERO`] in `cgroup` and checks what a devices cgroup refusing `/dev/zero`
+/// must give: `/dev/null` opens, `/dev/zero` fails with EPERM.
+pub fn assert_null_opens_and_zero_is_refused(cgroup: Cgroup) {
+    let (exit, out) = run_in(cgroup, NULL_AND_ZERO);
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert!(out.contains("null-ok"), "{out}");
+    assert!(
+        out.contains("Operation not permitted") && out.contains("zero-denied"),
+        "/dev/zero must be refused with EPERM:\n{out}"
+    );
+}
