@@ -84,7 +84,8 @@ fn keeper_main(ports: &[PortMapping], address: Ipv4Addr, pidfd: &OwnedFd, ready:
         std::os::fd::AsFd::as_fd(pidfd),
         PollFlags::POLLIN,
     )];
-    while poll(&mut fds, PollTimeout::NONE).is_err() {}
+    // Only a signal interrupts the wait; any other error ends it (and the forwarding) too.
+    while poll(&mut fds, PollTimeout::NONE) == Err(nix::errno::Errno::EINTR) {}
     drop(proxies); // stops them and closes the host ports
     0
 }
