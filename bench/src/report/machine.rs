@@ -74,25 +74,11 @@ impl Machine {
     }
 }
 
-/// The current UTC time as `YYYY-MM-DD HH:MM`, from the Unix clock (days to a civil date by
-/// Howard Hinnant's algorithm: no date crate for one line).
+/// The current UTC time as `YYYY-MM-DD HH:MM`: chapter 4's RFC 3339 date, shortened.
 fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60
-    )
+        .map_or(0, |d| d.as_secs());
+    let full = ch04_rootfs::build::diff::rfc3339(secs); // 2026-11-28T17:04:33Z
+    full[..16].replacen('T', " ", 1)
 }
