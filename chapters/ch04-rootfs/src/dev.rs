@@ -13,11 +13,14 @@ pub const DEFAULT_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urand
 ///
 /// Why not `mknod`? Inside a user namespace the kernel refuses `mknod` even to "root"; a bind
 /// mount of the host's node works in both cases, and grants nothing more than the node itself.
-pub fn populate_dev(dev: &Path) -> Result<(), String> {
+///
+/// `host_dev` is where the host's nodes are found: `/dev`, or a path to the host's `/dev`
+/// that still reaches it once a fresh `/dev` covers it (with the host's own root).
+pub fn populate_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
     for name in DEFAULT_DEVICES {
         let node = dev.join(name);
         File::create(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
-        let host = Path::new("/dev").join(name);
+        let host = host_dev.join(name);
         mount(
             Some(&host),
             &node,

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -53,24 +54,42 @@ pub struct BindMount {
 /// (chapter 2) and before `/proc` is mounted. On return, `/` is `spec.path`.
 pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
     let root = &spec.path;
-    // pivot_root needs the new root to be a mount point: bind it onto itself.
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("mount --rbind {0} {0}: {e}", root.display()))?;
+    // `--rootfs /` (the host's own files, as chapter 5's GPU check uses): there is no other root
+    // to pivot into — a bind of / onto itself hides under the root that "/" resolves to, and
+    // pivot_root answers EBUSY — so the fresh /dev, /sys and binds below are simply mounted over
+    // the host's in this private mount namespace. The host's other mounts stay visible.
+    let host_root = fs::canonicalize(root).is_ok_and(|real| real == Path::new("/"));
+    if !host_root {
+        // pivot_root needs the new root to be a mount point: bind it onto itself.
+        mount(
+            Some(root),
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount --rbind {0} {0}: {e}", root.display()))?;
+    }
 
     for dir in ["proc", "dev", "sys"] {
         ensure_dir(&root.join(dir))?;
     }
+    // The host's device nodes are bound from the host's /dev. With the host's root, the fresh
+    // /dev covers it, so hold it open first and reach it through /proc/self/fd.
+    let host_dev_dir = if host_root {
+        Some(fs::File::open("/dev").map_err(|e| format!("opening the host's /dev: {e}"))?)
+    } else {
+        None
+    };
+    let host_dev = match &host_dev_dir {
+        Some(dir) => PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())),
+        None => PathBuf::from("/dev"),
+    };
     if !spec.own_dev {
-        mount_dev(&root.join("dev"))?;
+        mount_dev(&root.join("dev"), &host_dev)?;
     }
     for device in &spec.devices {
-        bind_device(&root.join("dev"), device)?;
+        bind_device(&root.join("dev"), device, &host_dev)?;
     }
     if !spec.own_sys {
         mount_sys(&root.join("sys"))?;
@@ -82,9 +101,11 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
     // The runc trick: with both arguments ".", the old root ends up stacked *under* the new one
     // at "/", and a lazy unmount of "." removes it. No directory for the old root is needed, so
     // none is left behind in the image.
-    chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
-    pivot_root(".", ".").map_err(|e| format!("pivot_root({}): {e}", root.display()))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("unmounting the old root: {e}"))?;
+    if !host_root {
+        chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+        pivot_root(".", ".").map_err(|e| format!("pivot_root({}): {e}", root.display()))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("unmounting the old root: {e}"))?;
+    }
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
 
     if spec.readonly {
@@ -100,7 +121,7 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
 /// A fresh `/dev`: a small tmpfs with the handful of devices every program expects, its own
 /// pseudo-terminal instance, and shared memory. Never the host's `/dev`, which would hand the
 /// container every disk.
-fn mount_dev(dev: &Path) -> Result<(), String> {
+fn mount_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     mount(
         Some("tmpfs"),
@@ -110,7 +131,7 @@ fn mount_dev(dev: &Path) -> Result<(), String> {
         Some("mode=755,size=65536k"),
     )
     .map_err(|e| format!("mount tmpfs on {}: {e}", dev.display()))?;
-    populate_dev(dev)?;
+    populate_dev(dev, host_dev)?;
 
     let pts = dev.join("pts");
     ensure_dir(&pts)?;
@@ -170,15 +191,20 @@ fn mount_sys(sys: &Path) -> Result<(), String> {
         .map_err(|e| format!("remount {} read-only: {e}", sys.display()))
 }
 
-/// Bind-mounts a host device node onto an empty file in the container's `/dev`.
-fn bind_device(dev: &Path, device: &DeviceNode) -> Result<(), String> {
+/// Bind-mounts a host device node onto an empty file in the container's `/dev`; a node under
+/// the host's `/dev` is reached through `host_dev` (see [`enter_rootfs`]).
+fn bind_device(dev: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), String> {
     let node = dev.join(&device.name);
     if let Some(parent) = node.parent() {
         ensure_dir(parent)?;
     }
     fs::File::create(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
+    let source = match device.host.strip_prefix("/dev") {
+        Ok(rest) => host_dev.join(rest),
+        Err(_) => device.host.clone(),
+    };
     mount(
-        Some(&device.host),
+        Some(&source),
         &node,
         None::<&str>,
         MsFlags::MS_BIND,

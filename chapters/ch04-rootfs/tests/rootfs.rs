@@ -159,6 +159,45 @@ fn a_missing_rootfs_or_command_is_one_clear_error() {
 }
 
 #[test]
+fn the_host_root_as_rootfs_gets_a_fresh_dev_proc_and_sys() {
+    if !require_root("the_host_root_as_rootfs_gets_a_fresh_dev_proc_and_sys") {
+        return;
+    }
+    let mounts_before = std::fs::read_to_string("/proc/mounts").unwrap();
+    let out = run_in(
+        std::path::Path::new("/"),
+        &[],
+        "test -e /etc/os-release && echo SEES-OS; ls /proc | grep -c '^[0-9]'; echo ---; ls /dev; echo ---; touch /sys/x 2>&1; echo ---; test -c /dev/null && echo NULL-IS-A-DEVICE; head -c 8 /dev/urandom | wc -c",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let parts: Vec<&str> = stdout.split("---\n").collect();
+    assert!(parts[0].contains("SEES-OS"), "the host's files: {stdout}");
+    let processes: usize = parts[0].lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(processes <= 4, "a fresh /proc: {processes}");
+    let dev: Vec<&str> = parts[1].lines().collect();
+    assert!(dev.contains(&"null") && dev.contains(&"pts"), "{dev:?}");
+    assert!(
+        !dev.iter()
+            .any(|d| d.starts_with("sd") || d.starts_with("vd") || *d == "mem"),
+        "a fresh /dev, not the host's: {dev:?}"
+    );
+    assert!(parts[2].contains("Read-only"), "a read-only /sys: {stdout}");
+    // The fresh /dev covers the host's, yet its nodes are the host's devices, not empty files.
+    assert!(parts[3].contains("NULL-IS-A-DEVICE"), "{stdout}");
+    assert_eq!(
+        parts[3].lines().nth(1),
+        Some("8"),
+        "/dev/urandom reads: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/mounts").unwrap(),
+        mounts_before,
+        "the host's mounts are unchanged"
+    );
+}
+
+#[test]
 fn a_rootfs_needs_the_mount_namespace() {
     let out = Command::new(BIN)
         .args(["--ns", "pid", "--rootfs", "/", "--", "true"])

@@ -40,6 +40,16 @@ use crate::libraries::DriverFiles;
 use crate::mps::{MpsError, MpsOptions};
 use crate::select::{resolve, GpuRequest, GpuSelection, SelectError};
 
+/// The directories of a container's default `PATH`; driver programs elsewhere get theirs added.
+pub const DEFAULT_PATH_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
 /// The drop-in file that lists the driver's library directories for the container's `ldconfig`.
 pub const LD_SO_CONF: &str = "/etc/ld.so.conf.d/boxlab-nvidia.conf";
 
@@ -161,6 +171,13 @@ pub fn build_plan(
             readonly: true,
         });
     }
+    // A program outside the usual PATH (a driver under /usr/local/nvidia/bin) is bound there,
+    // so the container's PATH must lead to it.
+    let program_dirs = driver.program_dirs_outside(DEFAULT_PATH_DIRS);
+    if !program_dirs.is_empty() {
+        plan.env
+            .push(format!("PATH={}", search_path(&program_dirs)));
+    }
     let dirs = driver.library_dirs();
     if !dirs.is_empty() {
         let mut contents =
@@ -173,10 +190,9 @@ pub fn build_plan(
             contents,
         });
         match options.ld_cache {
-            LdCache::LdLibraryPath => plan.env.push(format!(
-                "LD_LIBRARY_PATH={}",
-                join(dirs.iter().map(|d| d.display().to_string()))
-            )),
+            LdCache::LdLibraryPath => plan
+                .env
+                .push(format!("LD_LIBRARY_PATH={}", search_path(&dirs))),
             LdCache::Ldconfig => plan.run_ldconfig = true,
         }
     } else {
@@ -220,6 +236,14 @@ fn join(items: impl Iterator<Item = String>) -> String {
     items.collect::<Vec<_>>().join(",")
 }
 
+/// Directories as `PATH` and `LD_LIBRARY_PATH` list them: colon-separated.
+fn search_path(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The key of a `KEY=value` pair.
 fn env_key(pair: &str) -> &str {
     pair.split_once('=').map_or(pair, |(k, _)| k)
@@ -243,7 +267,7 @@ impl GpuPlan {
 
     /// Adds the plan to chapter 4's root filesystem: device nodes, binds, and the generated
     /// files, written under `state_dir` (which must outlive the container's start) and bound
-    /// read-only.
+    /// read-only — except into the host's own `/`, which needs none of them.
     pub fn extend_spec(&self, spec: &mut RootfsSpec, state_dir: &Path) -> Result<(), ExposeError> {
         for device in &self.devices {
             if !spec.devices.contains(device) {
@@ -255,7 +279,10 @@ impl GpuPlan {
                 spec.binds.push(bind.clone());
             }
         }
-        for file in &self.files {
+        // The host's own root already has the host's linker setup; binding a generated file
+        // there would first create its mount point, an empty file left on the host.
+        let host_root = fs::canonicalize(&spec.path).is_ok_and(|p| p == Path::new("/"));
+        for file in self.files.iter().filter(|_| !host_root) {
             let name = format!(
                 "boxlab-{}",
                 file.target
@@ -279,13 +306,13 @@ impl GpuPlan {
     }
 
     /// `base` (the container's own environment) with the plan's pairs over it; a
-    /// `LD_LIBRARY_PATH` already in `base` is kept after the driver's directories.
+    /// `LD_LIBRARY_PATH` or `PATH` already in `base` is kept after the driver's directories.
     pub fn env_over(&self, base: &[String]) -> Vec<String> {
         let mut env: Vec<String> = base.to_vec();
         for pair in &self.env {
             let key = env_key(pair);
             match env.iter_mut().find(|p| env_key(p) == key) {
-                Some(old) if key == "LD_LIBRARY_PATH" => {
+                Some(old) if key == "LD_LIBRARY_PATH" || key == "PATH" => {
                     let rest = old.split_once('=').map_or("", |(_, v)| v).to_string();
                     *old = if rest.is_empty() {
                         pair.clone()

@@ -1,7 +1,7 @@
 //! The driver's userspace half: `libcuda.so`, `libnvidia-ml.so`, `nvidia-smi`, … must come from
 //! the *host*, because they have to match the kernel module exactly (same version). They are
-//! found through the host's dynamic linker cache (`ldconfig -p`) and `PATH`, and bind-mounted
-//! read-only at the same paths inside.
+//! found through the host's dynamic linker cache (`ldconfig -p`, then `LD_LIBRARY_PATH`) and
+//! `PATH`, and bind-mounted read-only at the same paths inside.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,6 +90,21 @@ impl DriverFiles {
         for lib in &self.libraries {
             if let Some(dir) = lib.parent() {
                 if !dirs.iter().any(|d| d == dir) {
+                    dirs.push(dir.to_path_buf());
+                }
+            }
+        }
+        dirs
+    }
+
+    /// The directories of the driver's programs that are not among `usual` (the container's
+    /// default `PATH`), each once, in order.
+    pub fn program_dirs_outside(&self, usual: &[&str]) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for program in &self.binaries {
+            if let Some(dir) = program.parent() {
+                let is_usual = usual.iter().any(|u| Path::new(u) == dir);
+                if !is_usual && !dirs.iter().any(|d| d == dir) {
                     dirs.push(dir.to_path_buf());
                 }
             }
@@ -221,15 +236,41 @@ pub fn driver_files(
     capabilities: &[String],
 ) -> DriverFiles {
     let cache = parse_ldconfig_cache(ldconfig_text);
-    let libraries = select_libraries(&cache, capabilities, native_arch_flag())
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect();
+    let mut libraries: Vec<PathBuf> = Vec::new();
+    for path in select_libraries(&cache, capabilities, native_arch_flag()) {
+        let path = in_real_dir(&path);
+        if path.exists() && !libraries.contains(&path) {
+            libraries.push(path);
+        }
+    }
+    let mut binaries: Vec<PathBuf> = Vec::new();
+    for path in find_binaries(path_dirs, capabilities) {
+        let path = in_real_dir(&path);
+        if !binaries.contains(&path) {
+            binaries.push(path);
+        }
+    }
     DriverFiles {
         libraries,
-        binaries: find_binaries(path_dirs, capabilities),
+        binaries,
     }
 }
+
+// ANCHOR: real_dir
+/// `path` with its directory's symbolic links resolved, its own name kept: `/lib/libcuda.so.1`
+/// on a merged-/usr host is `/usr/lib/libcuda.so.1`. A bind mount's target must be a real
+/// directory inside the container (`/lib` there is a link, or not there at all), and the name
+/// must stay the soname the linker asks for, not the versioned file the link points to.
+/// A path whose directory cannot be resolved is returned as it is.
+pub fn in_real_dir(path: &Path) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|real| real.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+// ANCHOR_END: real_dir
 
 /// `PATH` split into directories (the caller's own `PATH`, or `/usr/bin:/bin` without one).
 pub fn path_dirs(path: Option<&str>) -> Vec<PathBuf> {
@@ -240,13 +281,62 @@ pub fn path_dirs(path: Option<&str>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The NVIDIA libraries the capabilities need that sit in `dirs`, skipping any file name
+/// `known` already has. A directory carries no architecture flag, so the caller names native
+/// ones (a 64-bit host's `LD_LIBRARY_PATH`). Directories that cannot be read are passed over.
+pub fn libraries_in_dirs(
+    dirs: &[PathBuf],
+    capabilities: &[String],
+    known: &[PathBuf],
+) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let wanted = NVIDIA_LIBRARIES.iter().any(|(prefix, cap)| {
+                capabilities.iter().any(|c| c == cap) && is_library(&name, prefix)
+            });
+            let already = known
+                .iter()
+                .chain(&found)
+                .any(|p| p.file_name().is_some_and(|f| f.to_string_lossy() == name));
+            let path = in_real_dir(&dir.join(&name));
+            if wanted && !already && path.exists() {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// The driver's libraries and programs on this host, from the ldconfig cache and PATH (none
 /// on a host without the driver).
+///
+/// Some hosts keep the driver outside the cache — a driver directory such as
+/// `/usr/local/nvidia/lib64` reached through `LD_LIBRARY_PATH`, as GPU cloud images and
+/// Kubernetes device plugins set it up — so the directories in the caller's `LD_LIBRARY_PATH`
+/// are searched too, for whatever the cache did not have.
 pub fn host_driver_files(capabilities: &[String]) -> DriverFiles {
     let cache = read_ldconfig_cache(Path::new(LDCONFIG)).unwrap_or_default();
-    driver_files(
+    let mut files = driver_files(
         &cache,
         &path_dirs(std::env::var("PATH").ok().as_deref()),
         capabilities,
-    )
+    );
+    let library_path = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+    let extra_dirs: Vec<PathBuf> = library_path
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+        .collect();
+    let extra = libraries_in_dirs(&extra_dirs, capabilities, &files.libraries);
+    files.libraries.extend(extra);
+    files
 }

@@ -12,8 +12,8 @@ use ch05_gpu::discover::{
 };
 use ch05_gpu::expose::{build_plan, GpuPlan, LdCache, PlanOptions, LD_SO_CONF};
 use ch05_gpu::libraries::{
-    find_binaries, native_arch_flag, parse_ldconfig_cache, read_ldconfig_cache, select_libraries,
-    DriverFiles, LDCONFIG,
+    driver_files, find_binaries, in_real_dir, libraries_in_dirs, native_arch_flag,
+    parse_ldconfig_cache, read_ldconfig_cache, select_libraries, DriverFiles, LDCONFIG,
 };
 use ch05_gpu::mps::{parse_thread_percentage, MpsOptions};
 use ch05_gpu::select::{parse_gpus_flag, parse_visible_devices};
@@ -190,6 +190,76 @@ fn driver_programs_are_found_in_path() {
             first.join("nvidia-smi"),
             second.join("nvidia-cuda-mps-control")
         ]
+    );
+}
+
+/// A merged-/usr host lists `/lib/libnvidia-ml.so.1` where `/lib` is a link to `usr/lib`: the
+/// file is bound at its real directory (a mount point's parent must be a directory), under the
+/// name the linker asks for.
+#[test]
+fn driver_files_are_bound_at_their_real_directory_under_their_soname() {
+    let scratch = ScratchDir::new("gpu-real-dir").unwrap();
+    let real = fs::canonicalize(scratch.path()).unwrap();
+    fs::create_dir_all(scratch.join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", scratch.join("lib")).unwrap();
+    fs::write(scratch.join("usr/lib/libnvidia-ml.so.580.159.04"), "").unwrap();
+    std::os::unix::fs::symlink(
+        "libnvidia-ml.so.580.159.04",
+        scratch.join("usr/lib/libnvidia-ml.so.1"),
+    )
+    .unwrap();
+    assert_eq!(
+        in_real_dir(&scratch.join("lib/libnvidia-ml.so.1")),
+        real.join("usr/lib/libnvidia-ml.so.1")
+    );
+    assert_eq!(
+        in_real_dir(Path::new("/no/such/dir/libcuda.so.1")),
+        Path::new("/no/such/dir/libcuda.so.1")
+    );
+
+    // The same file listed through the link and through its real directory is bound once.
+    let cache = format!(
+        "\tlibnvidia-ml.so.1 (libc6,x86-64) => {0}/lib/libnvidia-ml.so.1\n\tlibnvidia-ml.so.1 (libc6,x86-64) => {0}/usr/lib/libnvidia-ml.so.1\n",
+        scratch.path().display()
+    );
+    let files = driver_files(&cache, &[], &caps(&["utility"]));
+    assert_eq!(files.libraries, [real.join("usr/lib/libnvidia-ml.so.1")]);
+}
+
+/// Libraries in `LD_LIBRARY_PATH` directories the cache does not list: the wanted ones by
+/// capability, each file name once, what the cache already gave skipped.
+#[test]
+fn libraries_are_found_in_directories_outside_the_cache() {
+    let scratch = ScratchDir::new("gpu-lib-dirs").unwrap();
+    let lib64 = scratch.join("nvidia/lib64");
+    let other = scratch.join("other");
+    fs::create_dir_all(&lib64).unwrap();
+    fs::create_dir_all(&other).unwrap();
+    for name in [
+        "libcuda.so.1",
+        "libcuda.so.580.159.04",
+        "libnvidia-ml.so.1",
+        "libnvidia-encode.so.1",
+        "libcudart.so.13",
+        "libz.so.1",
+    ] {
+        fs::write(lib64.join(name), "").unwrap();
+    }
+    fs::write(other.join("libcuda.so.1"), "").unwrap();
+    let known = [PathBuf::from("/usr/lib/libnvidia-ml.so.1")];
+    let found = libraries_in_dirs(
+        &[lib64.clone(), other.clone(), scratch.join("missing")],
+        &caps(&["compute", "utility"]),
+        &known,
+    );
+    let real = fs::canonicalize(&lib64).unwrap();
+    assert_eq!(
+        found,
+        [
+            real.join("libcuda.so.1"),
+            real.join("libcuda.so.580.159.04")
+        ],
+        "libnvidia-ml.so.1 came from the cache, libnvidia-encode is video, libcudart is CUDA's own, and other/libcuda.so.1 is a second copy"
     );
 }
 
@@ -482,6 +552,74 @@ fn the_plan_extends_a_rootfs_spec_and_the_environment() {
         err.contains(LD_SO_CONF) && err.contains("state directory"),
         "{err}"
     );
+}
+
+/// The layout of a GPU cloud image (seen on an H200 machine): the driver under
+/// /usr/local/nvidia, reached through PATH and LD_LIBRARY_PATH, plus a copy in /usr/lib.
+#[test]
+fn a_driver_outside_the_usual_paths_gets_path_and_ld_library_path_in_the_container() {
+    let discovery = two_gpu_host(Path::new("/fake/dev"));
+    let cloud_driver = DriverFiles {
+        libraries: vec![
+            "/usr/local/nvidia/lib64/libcuda.so.1".into(),
+            "/usr/local/nvidia/lib64/libnvidia-ml.so.1".into(),
+            "/usr/lib/libnvidia-ml.so.1".into(),
+        ],
+        binaries: vec![
+            "/usr/local/nvidia/bin/nvidia-smi".into(),
+            "/usr/bin/nvidia-debugdump".into(),
+        ],
+    };
+    let plan = build_plan(
+        &discovery,
+        &parse_gpus_flag("all").unwrap(),
+        &cloud_driver,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    // Colon-separated, as the dynamic linker and the shell read them; each directory once.
+    assert_eq!(
+        env_value(&plan, "LD_LIBRARY_PATH"),
+        Some("/usr/local/nvidia/lib64:/usr/lib")
+    );
+    assert_eq!(env_value(&plan, "PATH"), Some("/usr/local/nvidia/bin"));
+    let env = plan.env_over(&["PATH=/usr/bin:/bin".to_string()]);
+    assert!(
+        env.contains(&"PATH=/usr/local/nvidia/bin:/usr/bin:/bin".to_string()),
+        "the container's own PATH stays after the driver's: {env:?}"
+    );
+
+    // A driver in the usual places adds nothing to PATH.
+    let plan = build_plan(
+        &discovery,
+        &parse_gpus_flag("all").unwrap(),
+        &driver(),
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(env_value(&plan, "PATH"), None);
+}
+
+#[test]
+fn the_hosts_own_root_gets_no_generated_file() {
+    let scratch = ScratchDir::new("gpu-host-root").unwrap();
+    let plan = build_plan(
+        &two_gpu_host(Path::new("/fake/dev")),
+        &parse_gpus_flag("all").unwrap(),
+        &driver(),
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert!(!plan.files.is_empty());
+    let mut spec = RootfsSpec {
+        path: "/".into(),
+        ..RootfsSpec::default()
+    };
+    plan.extend_spec(&mut spec, scratch.path()).unwrap();
+    // Binding /etc/ld.so.conf.d/boxlab-nvidia.conf into the host's own root would first create
+    // an empty file there, left on the host after the container.
+    assert_eq!(spec.binds, plan.binds);
+    assert!(fs::read_dir(scratch.path()).unwrap().next().is_none());
 }
 
 /// The whole chapter on a fake host: real (fake) nodes, discovery, `--gpus device=1`, and a

@@ -419,7 +419,7 @@ fn cgroup_fstype() -> String {
 /// A config-mounted `/dev` gets what chapter 4's own `/dev` has: the standard device nodes and
 /// the `fd`, `stdin`, `stdout`, `stderr`, `ptmx` links.
 fn fill_dev(dev: &Path) -> Result<(), String> {
-    ch04_rootfs::dev::populate_dev(dev)?;
+    ch04_rootfs::dev::populate_dev(dev, Path::new("/dev"))?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
