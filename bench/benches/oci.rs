@@ -1,6 +1,8 @@
-//! Chapter 6's runtime against the real ones: `run` of `/bin/true` on one busybox bundle, and
-//! create + start + delete of it, by ours, crun and runc, paired in one run (same bundle, same
-//! host, same moment), plus each runtime's peak RSS during `run`. Needs root.
+//! Chapter 6's runtime against the real ones: `run` of `/bin/true` on one busybox bundle (the
+//! container's cold start), create + start + delete of it, and `start` alone of a container
+//! created beforehand (the warm start: the OCI create/start split is the pre-warm), by ours,
+//! crun and runc, paired in one run (same bundle, same host, same moment), plus each runtime's
+//! peak RSS during `run`. Needs root.
 //!
 //! ```text
 //! cargo build --release -p ch06-oci          # ours: the release binary, as users run it
@@ -97,6 +99,13 @@ impl Runtime {
 
     /// create, start, wait for `/bin/true` to end (reaping its init, the shim's part), delete.
     fn create_start_delete(&self, bundle: &str, id: &str, scratch: &Path) {
+        let init = self.create(bundle, id, scratch);
+        self.start_and_wait(init, id, scratch);
+        self.must(&["delete", id], scratch);
+    }
+
+    /// `create` of container `id`: its init waits at the start gate. Returns the init's PID.
+    fn create(&self, bundle: &str, id: &str, scratch: &Path) -> Pid {
         let pid_file = scratch.join(format!("pid-{}", self.name));
         let pid_arg = pid_file.to_str().unwrap();
         self.must(
@@ -108,12 +117,16 @@ impl Runtime {
             .trim()
             .parse()
             .expect("a pid in the pid file");
+        Pid::from_raw(init)
+    }
+
+    /// `start` of a created container, and the wait for its `/bin/true` to end.
+    fn start_and_wait(&self, init: Pid, id: &str, scratch: &Path) {
         self.must(&["start", id], scratch);
-        match waitpid(Pid::from_raw(init), None) {
+        match waitpid(init, None) {
             Ok(WaitStatus::Exited(_, 0)) => {}
             other => panic!("{}: /bin/true's init ended as {other:?}", self.name),
         }
-        self.must(&["delete", id], scratch);
     }
 
     /// Force-deletes whatever is left under its root (after a failed iteration).
@@ -296,11 +309,45 @@ fn oci(c: &mut Criterion) {
         group.finish();
     }
 
+    // Warm: `start` of a container created beforehand, to its command's exit. The OCI
+    // create/start split is the container's pre-warm: everything but the user's process is
+    // ready, as in the report's "container warm" row. create and delete are not timed.
+    let mut group = c.benchmark_group("oci_start_warm");
+    group
+        .sample_size(SAMPLE_SIZE)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for runtime in &runtimes {
+        let samples: Samples = Rc::default();
+        group.bench_function(runtime.name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let id = next_id(runtime.name);
+                    let init = runtime.create(&bundle_arg, &id, scratch.path());
+                    let began = Instant::now();
+                    runtime.start_and_wait(init, &id, scratch.path());
+                    timed += began.elapsed();
+                    runtime.must(&["delete", &id], scratch.path());
+                }
+                samples.borrow_mut().push(timed / iters as u32);
+                timed
+            })
+        });
+        let all = samples.borrow();
+        let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
+        if !measured.is_empty() {
+            results.push(("start (created)", runtime.name, median(measured)));
+        }
+        runtime.clean_up();
+    }
+    group.finish();
+
     // The spaced pass (see the top of this file): rotated order, a pause before each start.
     let rounds = spaced_rounds();
     let mut paired = Vec::new();
     if rounds > 0 && !runtimes.is_empty() {
-        for what in ["run", "create+start+delete"] {
+        for what in ["run", "create+start+delete", "start (created)"] {
             let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
             for round in 0..rounds {
                 for k in 0..runtimes.len() {
@@ -380,7 +427,7 @@ fn report_spaced(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<D
 fn report(results: &[(&str, &str, Duration)], rss: &[(&str, i64, i64)]) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("\noci back to back (median of {SAMPLE_SIZE} criterion samples, per container)");
-    for what in ["run", "create+start+delete"] {
+    for what in ["run", "create+start+delete", "start (created)"] {
         let of = |name: &str| {
             results
                 .iter()
@@ -392,6 +439,9 @@ fn report(results: &[(&str, &str, Duration)], rss: &[(&str, i64, i64)]) {
             .filter(|(w, _, _)| *w == what)
             .map(|(_, name, d)| format!("{name} {:.2} ms", ms(*d)))
             .collect();
+        if figures.is_empty() {
+            continue; // left out by a criterion filter
+        }
         println!("  {what:<20} {}", figures.join(", "));
         if let Some(ours) = of("ours") {
             for peer in ["crun", "runc"] {

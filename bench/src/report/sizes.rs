@@ -66,6 +66,19 @@ pub fn layer(rootfs: &Path) -> Measured<(u64, u64)> {
     Ok((raw, gz))
 }
 
+/// A path as the report prints it: relative to the workspace when it is inside it, so that the
+/// committed copy does not name the machine's checkout.
+fn shown_path(path: &Path) -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match (fs::canonicalize(path), fs::canonicalize(workspace)) {
+        (Ok(real), Ok(root)) => match real.strip_prefix(&root) {
+            Ok(inside) => inside.display().to_string(),
+            Err(_) => real.display().to_string(),
+        },
+        _ => path.display().to_string(),
+    }
+}
+
 pub fn measure(busybox_rootfs: Measured<&Path>) -> Sizes {
     let linux = super::vm::kernel_files().and_then(|(k, i)| {
         let len = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| e.to_string());
@@ -73,7 +86,7 @@ pub fn measure(busybox_rootfs: Measured<&Path>) -> Sizes {
     });
     let function = find_workspace_binary("ch01-process").and_then(|bin| {
         fs::metadata(&bin)
-            .map(|m| (bin.display().to_string(), m.len()))
+            .map(|m| (shown_path(&bin), m.len()))
             .map_err(|e| e.to_string())
     });
     Sizes {

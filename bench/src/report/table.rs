@@ -52,6 +52,21 @@ pub fn rows(r: &Results) -> Vec<Row> {
     ]
 }
 
+/// What QEMU's boot of the same Linux kernel adds to the VM verdict, when it was measured.
+fn qemu_note(r: &Results, pvm: bool) -> String {
+    match &r.peers.qemu {
+        Ok(qemu) if pvm => format!(
+            " QEMU's -M microvm boots a stock Debian kernel and initramfs to power-off here in {}, emulating every instruction in software (TCG): a whole Linux guest, still seconds rather than minutes.",
+            ms(qemu.median)
+        ),
+        Ok(qemu) => format!(
+            " QEMU's -M microvm boots a stock Debian kernel and initramfs to power-off here in {} (with KVM).",
+            ms(qemu.median)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
 fn startup(r: &Results) -> Row {
     let pvm = !ch07_microvm::host::detect().can_boot_linux();
     let vm_measured = format!(
@@ -62,7 +77,7 @@ fn startup(r: &Results) -> Row {
     );
     let vm_verdict = match &r.vm.cold {
         Ok(cold) => format!(
-            "VM start: seed says minutes; a micro-VM here: {} cold, {} warm — {}{}. Because a micro-VM has no firmware, no devices to probe and no distribution to start: the VMM loads a kernel, writes the zero page and enters 64-bit mode itself. The minutes are a full OS booting on emulated PC hardware{}.",
+            "VM start: seed says minutes; a micro-VM here: {} cold, {} warm — {}{}. Because a micro-VM has no firmware, no devices to probe and no distribution to start: the VMM loads a kernel, writes the zero page and enters 64-bit mode itself. The minutes are a full OS booting on emulated PC hardware{}.{}",
             ms(cold.median),
             show(&r.vm.warm, |w| ms(w.median)),
             times_under(60_000.0, cold.median, "one minute"),
@@ -71,7 +86,8 @@ fn startup(r: &Results) -> Row {
                 "; and here the guest even runs in KVM's instruction emulator (PVM host), so hardware KVM would be faster still. A stock Linux kernel is not measurable here (see the measurement); Firecracker's published target for one on hardware KVM is 125 ms to the guest's init"
             } else {
                 ""
-            }
+            },
+            qemu_note(r, pvm),
         ),
         Err(why) => not_measurable(why),
     };
