@@ -120,6 +120,15 @@ impl Runtime {
         Pid::from_raw(init)
     }
 
+    /// The warm start: `create` (not timed), then `start` and the wait for `/bin/true` to end
+    /// (timed), then `delete` (not timed).
+    fn start_of_created(&self, bundle: &str, id: &str, scratch: &Path) -> Duration {
+        let init = self.create(bundle, id, scratch);
+        let elapsed = timed(|| self.start_and_wait(init, id, scratch));
+        self.must(&["delete", id], scratch);
+        elapsed
+    }
+
     /// `start` of a created container, and the wait for its `/bin/true` to end.
     fn start_and_wait(&self, init: Pid, id: &str, scratch: &Path) {
         self.must(&["start", id], scratch);
@@ -191,6 +200,13 @@ fn bundle(scratch: &ScratchDir) -> PathBuf {
 /// Per-iteration times of one benchmark, as criterion's samples see them: the last
 /// `sample_size` entries are the measurement (warm-up comes first).
 type Samples = Rc<RefCell<Vec<Duration>>>;
+
+/// How long `work` took.
+fn timed(work: impl FnOnce()) -> Duration {
+    let began = Instant::now();
+    work();
+    began.elapsed()
+}
 
 fn median(samples: &[Duration]) -> Duration {
     let mut sorted = samples.to_vec();
@@ -269,13 +285,26 @@ fn oci(c: &mut Criterion) {
     }
 
     let mut results: Vec<(&str, &str, Duration)> = Vec::new();
-    type Operation = fn(&Runtime, &str, &str, &Path);
-    let operations: [(&str, &str, Operation); 2] = [
-        ("oci_run_true", "run", Runtime::run),
+    // Each operation returns the time that counts for it: all of `run` and of
+    // create+start+delete; for the warm start only `start` and the wait for the command's exit
+    // (the OCI create/start split is the container's pre-warm: create and delete not timed, as
+    // in the report's "container warm" row).
+    type Operation = fn(&Runtime, &str, &str, &Path) -> Duration;
+    let operations: [(&str, &str, Operation); 3] = [
+        ("oci_run_true", "run", |runtime, bundle, id, scratch| {
+            timed(|| runtime.run(bundle, id, scratch))
+        }),
         (
             "oci_create_start_delete",
             "create+start+delete",
-            Runtime::create_start_delete,
+            |runtime, bundle, id, scratch| {
+                timed(|| runtime.create_start_delete(bundle, id, scratch))
+            },
+        ),
+        (
+            "oci_start_warm",
+            "start (created)",
+            Runtime::start_of_created,
         ),
     ];
     for (group_name, label, operation) in operations {
@@ -289,11 +318,10 @@ fn oci(c: &mut Criterion) {
             group.bench_function(runtime.name, |b| {
                 b.iter_custom(|iters| {
                     let ids: Vec<String> = (0..iters).map(|_| next_id(runtime.name)).collect();
-                    let began = Instant::now();
-                    for id in &ids {
-                        operation(runtime, &bundle_arg, id, scratch.path());
-                    }
-                    let elapsed = began.elapsed();
+                    let elapsed: Duration = ids
+                        .iter()
+                        .map(|id| operation(runtime, &bundle_arg, id, scratch.path()))
+                        .sum();
                     samples.borrow_mut().push(elapsed / iters as u32);
                     elapsed
                 })
@@ -308,40 +336,6 @@ fn oci(c: &mut Criterion) {
         }
         group.finish();
     }
-
-    // Warm: `start` of a container created beforehand, to its command's exit. The OCI
-    // create/start split is the container's pre-warm: everything but the user's process is
-    // ready, as in the report's "container warm" row. create and delete are not timed.
-    let mut group = c.benchmark_group("oci_start_warm");
-    group
-        .sample_size(SAMPLE_SIZE)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
-    for runtime in &runtimes {
-        let samples: Samples = Rc::default();
-        group.bench_function(runtime.name, |b| {
-            b.iter_custom(|iters| {
-                let mut timed = Duration::ZERO;
-                for _ in 0..iters {
-                    let id = next_id(runtime.name);
-                    let init = runtime.create(&bundle_arg, &id, scratch.path());
-                    let began = Instant::now();
-                    runtime.start_and_wait(init, &id, scratch.path());
-                    timed += began.elapsed();
-                    runtime.must(&["delete", &id], scratch.path());
-                }
-                samples.borrow_mut().push(timed / iters as u32);
-                timed
-            })
-        });
-        let all = samples.borrow();
-        let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
-        if !measured.is_empty() {
-            results.push(("start (created)", runtime.name, median(measured)));
-        }
-        runtime.clean_up();
-    }
-    group.finish();
 
     // The spaced pass (see the top of this file): rotated order, a pause before each start.
     let rounds = spaced_rounds();

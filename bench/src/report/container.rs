@@ -400,12 +400,58 @@ fn check_isolation(runtime: &mut Runtime, scratch: &ScratchDir) -> Measured<(Str
         count_pids("/proc")
     );
     let gpus: Vec<&String> = devices.iter().filter(|d| d.starts_with("nvidia")).collect();
-    let gpu = format!(
+    let mut gpu = format!(
         "its /dev has {} entries ({}), {} GPU node{}: devices are granted one by one (chapter 5's --gpus adds /dev/nvidia*)",
         devices.len(),
         devices.join(" "),
         gpus.len(),
         if gpus.len() == 1 { "" } else { "s" }
     );
+    if super::gpu::host_gpus().is_ok() {
+        gpu.push_str("; ");
+        gpu.push_str(&check_gpus_given(runtime, &look).unwrap_or_else(|why| {
+            format!("a container given --gpus all could not be checked: {why}")
+        }));
+    }
     Ok((isolation, gpu))
+}
+
+/// On a GPU host: the same busybox root, given every GPU by chapter 5's plan through chapter
+/// 6's builder (`--gpus all`). Which NVIDIA nodes does it see, and may it open the control
+/// device? Opening is what the devices cgroup decides; the driver answers only after that.
+fn check_gpus_given(runtime: &Runtime, look: &Path) -> Result<String, String> {
+    let script = "ls /dev | grep nvidia > /seen-gpu-dev; (: </dev/nvidiactl) 2>/seen-gpu-open && echo opened >/seen-gpu-open";
+    let ran = ch06_oci::builder::Container::builder(look)
+        .gpus("all")
+        .command(["/bin/sh", "-c", script])
+        .root(runtime.store.root())
+        .run()
+        .map_err(|e| e.to_string())?;
+    match ran {
+        ch06_oci::builder::Run::Exited(0) => {}
+        other => return Err(format!("the container ended as {other:?}")),
+    }
+    let read = |name: &str| {
+        fs::read_to_string(look.join("rootfs").join(name))
+            .map_err(|e| format!("reading what the container wrote to /{name}: {e}"))
+    };
+    let nodes: Vec<String> = read("seen-gpu-dev")?.lines().map(str::to_string).collect();
+    let opened = read("seen-gpu-open")?;
+    let gpu_nodes = nodes
+        .iter()
+        .filter(|n| {
+            n.strip_prefix("nvidia")
+                .is_some_and(|i| i.parse::<u32>().is_ok())
+        })
+        .count();
+    Ok(format!(
+        "given --gpus all (chapter 5's plan through chapter 6's builder), it sees {} ({gpu_nodes} GPU node{}) and opening /dev/nvidiactl {}",
+        nodes.join(" "),
+        if gpu_nodes == 1 { "" } else { "s" },
+        if opened.trim() == "opened" {
+            "succeeds: native access to the host's driver".to_string()
+        } else {
+            format!("fails ({})", opened.trim())
+        }
+    ))
 }

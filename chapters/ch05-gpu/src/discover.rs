@@ -210,12 +210,7 @@ pub fn discover(roots: &HostRoots) -> Result<Discovery, DiscoverError> {
             found.control.push(device);
         }
     }
-    if let Ok(caps) = fs::read_dir(roots.dev.join("nvidia-caps")) {
-        let mut cap_names: Vec<String> = caps
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        cap_names.sort();
+    if let Some(cap_names) = sorted_file_names(&roots.dev.join("nvidia-caps")) {
         for name in cap_names {
             let relative = Path::new("nvidia-caps").join(name);
             if let Some(device) = char_device(roots, &relative, &mut found.skipped) {
@@ -451,3 +446,15 @@ pub fn build_fake_host(
     Ok(roots)
 }
 // ANCHOR_END: fake_host
+
+/// The names in directory `dir`, sorted (directory order is the file system's whim); `None`
+/// where it cannot be read. Names that are not UTF-8 are left out: no NVIDIA file has one.
+pub(crate) fn sorted_file_names(dir: &Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Some(names)
+}

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::discover::sorted_file_names;
+
 /// Where `ldconfig` lives on Debian, Ubuntu, Fedora and friends.
 pub const LDCONFIG: &str = "/sbin/ldconfig";
 
@@ -193,9 +195,7 @@ pub fn select_libraries(
     let mut paths: Vec<PathBuf> = Vec::new();
     for lib in cache {
         let native = lib.flags.split(',').map(str::trim).any(|f| f == arch_flag);
-        let wanted = NVIDIA_LIBRARIES.iter().any(|(prefix, cap)| {
-            capabilities.iter().any(|c| c == cap) && is_library(&lib.name, prefix)
-        });
+        let wanted = is_wanted_library(&lib.name, capabilities);
         if native && wanted && !paths.contains(&lib.path) {
             paths.push(lib.path.clone());
         }
@@ -203,6 +203,13 @@ pub fn select_libraries(
     paths
 }
 // ANCHOR_END: ldconfig
+
+/// `name` is one of the NVIDIA libraries that one of `capabilities` needs.
+fn is_wanted_library(name: &str, capabilities: &[String]) -> bool {
+    NVIDIA_LIBRARIES
+        .iter()
+        .any(|(prefix, cap)| capabilities.iter().any(|c| c == cap) && is_library(name, prefix))
+}
 
 /// `name` is `prefix` or `prefix.<version>` (`libcuda.so`, `libcuda.so.1`), not a longer
 /// name that happens to start the same way.
@@ -291,18 +298,11 @@ pub fn libraries_in_dirs(
 ) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Some(names) = sorted_file_names(dir) else {
             continue;
         };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
         for name in names {
-            let wanted = NVIDIA_LIBRARIES.iter().any(|(prefix, cap)| {
-                capabilities.iter().any(|c| c == cap) && is_library(&name, prefix)
-            });
+            let wanted = is_wanted_library(&name, capabilities);
             let already = known
                 .iter()
                 .chain(&found)
