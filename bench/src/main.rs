@@ -102,8 +102,8 @@ fn main() -> anyhow::Result<()> {
         }
     });
     eprintln!("boxlab report ({mode} run): the seed's table, measured on this machine");
+    // The machine's line is the table's first line (stdout); not repeated here.
     let machine = machine::Machine::describe(mode);
-    eprintln!("{}", machine.line());
 
     let process = process::measure(n.process_cold, n.process_warm);
     let container = container::measure(n.container);
