@@ -44,6 +44,7 @@ check() {
     got=$(printf '%s\n' "$out" | grep -c '^GPU [0-9]')
     if [ "$status" -ne 0 ]; then fail "$label" "ch05-gpu exited with $status"
     elif ! printf '%s\n' "$out" | grep -q '^nvidia-smi exit:'; then fail "$label" "nvidia-smi did not run"
+    elif printf '%s\n' "$out" | grep -q '^nvidia-smi exit: 12[67]$'; then fail "$label" "nvidia-smi was not found or could not run in the container"
     elif [ "$got" -ne "$expect" ]; then fail "$label" "saw $got"
     else pass "$label"; fi
 }

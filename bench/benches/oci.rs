@@ -341,7 +341,7 @@ fn oci(c: &mut Criterion) {
     let rounds = spaced_rounds();
     let mut paired = Vec::new();
     if rounds > 0 && !runtimes.is_empty() {
-        for what in ["run", "create+start+delete", "start (created)"] {
+        for (_, what, operation) in operations {
             let mut times: Vec<Vec<Duration>> = vec![Vec::new(); runtimes.len()];
             for round in 0..rounds {
                 for k in 0..runtimes.len() {
@@ -349,13 +349,7 @@ fn oci(c: &mut Criterion) {
                     let runtime = &runtimes[i];
                     let id = next_id(runtime.name);
                     std::thread::sleep(PAUSE);
-                    let began = Instant::now();
-                    if what == "run" {
-                        runtime.run(&bundle_arg, &id, scratch.path());
-                    } else {
-                        runtime.create_start_delete(&bundle_arg, &id, scratch.path());
-                    }
-                    times[i].push(began.elapsed());
+                    times[i].push(operation(runtime, &bundle_arg, &id, scratch.path()));
                 }
             }
             paired.push((what, times));

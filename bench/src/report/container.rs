@@ -420,7 +420,8 @@ fn check_isolation(runtime: &mut Runtime, scratch: &ScratchDir) -> Measured<(Str
 /// 6's builder (`--gpus all`). Which NVIDIA nodes does it see, and may it open the control
 /// device? Opening is what the devices cgroup decides; the driver answers only after that.
 fn check_gpus_given(runtime: &Runtime, look: &Path) -> Result<String, String> {
-    let script = "ls /dev | grep nvidia > /seen-gpu-dev; (: </dev/nvidiactl) 2>/seen-gpu-open && echo opened >/seen-gpu-open";
+    // Ends with `true`: a refused open is a finding to report, not a failed check.
+    let script = "ls /dev | grep nvidia > /seen-gpu-dev; (: </dev/nvidiactl) 2>/seen-gpu-open && echo opened >/seen-gpu-open; true";
     let ran = ch06_oci::builder::Container::builder(look)
         .gpus("all")
         .command(["/bin/sh", "-c", script])

@@ -196,7 +196,7 @@ pub fn build_plan(
             LdCache::Ldconfig => plan.run_ldconfig = true,
         }
     } else {
-        plan.notes.push("no NVIDIA driver library was found in the host's ldconfig cache; CUDA programs in the container will not find libcuda.so.1".into());
+        plan.notes.push("no NVIDIA driver library was found in the host's ldconfig cache or LD_LIBRARY_PATH (sudo drops LD_LIBRARY_PATH unless told to keep it); CUDA programs in the container will not find libcuda.so.1".into());
     }
 
     // The environment: host names in NVIDIA_VISIBLE_DEVICES, CUDA's own renumbering in
@@ -279,8 +279,10 @@ impl GpuPlan {
                 spec.binds.push(bind.clone());
             }
         }
-        // The host's own root already has the host's linker setup; binding a generated file
-        // there would first create its mount point, an empty file left on the host.
+        // Into the host's own root, binding a generated file would first create its mount
+        // point, an empty file left on the host; LD_LIBRARY_PATH carries the directories
+        // instead (`ch05-gpu` refuses --ldconfig with --rootfs /, which would rewrite the
+        // host's cache).
         let host_root = fs::canonicalize(&spec.path).is_ok_and(|p| p == Path::new("/"));
         for file in self.files.iter().filter(|_| !host_root) {
             let name = format!(

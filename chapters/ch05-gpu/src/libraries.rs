@@ -288,32 +288,51 @@ pub fn path_dirs(path: Option<&str>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The NVIDIA libraries the capabilities need that sit in `dirs`, skipping any file name
-/// `known` already has. A directory carries no architecture flag, so the caller names native
-/// ones (a 64-bit host's `LD_LIBRARY_PATH`). Directories that cannot be read are passed over.
-pub fn libraries_in_dirs(
-    dirs: &[PathBuf],
-    capabilities: &[String],
-    known: &[PathBuf],
-) -> Vec<PathBuf> {
+/// The NVIDIA libraries the capabilities need that sit in `dirs`, in the order of `dirs`, each
+/// path once. A directory carries no architecture flag, unlike the cache, so each file's ELF
+/// header is read: NVIDIA's images list a 32-bit `/usr/local/nvidia/lib` beside `lib64`, and a
+/// 32-bit `libcuda.so.1` bound for a 64-bit program fails with "wrong ELF class".
+/// Directories that cannot be read are passed over.
+pub fn libraries_in_dirs(dirs: &[PathBuf], capabilities: &[String]) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     for dir in dirs {
         let Some(names) = sorted_file_names(dir) else {
             continue;
         };
         for name in names {
-            let wanted = is_wanted_library(&name, capabilities);
-            let already = known
-                .iter()
-                .chain(&found)
-                .any(|p| p.file_name().is_some_and(|f| f.to_string_lossy() == name));
             let path = in_real_dir(&dir.join(&name));
-            if wanted && !already && path.exists() {
+            if is_wanted_library(&name, capabilities)
+                && is_native_elf(&path)
+                && !found.contains(&path)
+            {
                 found.push(path);
             }
         }
     }
     found
+}
+
+/// Whether `path` is an ELF file of this machine: 64-bit, and this architecture (`e_machine`).
+pub fn is_native_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    if read.is_err() || header[..4] != *b"\x7fELF" || header[4] != 2 {
+        return false; // not ELF, or not ELFCLASS64
+    }
+    let machine = if header[5] == 2 {
+        u16::from_be_bytes([header[18], header[19]])
+    } else {
+        u16::from_le_bytes([header[18], header[19]])
+    };
+    let native = match std::env::consts::ARCH {
+        "x86_64" => 62,
+        "aarch64" => 183,
+        "powerpc64" => 21,
+        "riscv64" => 243,
+        _ => return true, // an architecture this list does not know: trust the class alone
+    };
+    machine == native
 }
 
 /// The driver's libraries and programs on this host, from the ldconfig cache and PATH (none
@@ -322,7 +341,8 @@ pub fn libraries_in_dirs(
 /// Some hosts keep the driver outside the cache — a driver directory such as
 /// `/usr/local/nvidia/lib64` reached through `LD_LIBRARY_PATH`, as GPU cloud images and
 /// Kubernetes device plugins set it up — so the directories in the caller's `LD_LIBRARY_PATH`
-/// are searched too, for whatever the cache did not have.
+/// are searched too, and first, as the dynamic linker searches them: where the cache holds an
+/// older copy, the container's `LD_LIBRARY_PATH` then finds the same one the host's programs do.
 pub fn host_driver_files(capabilities: &[String]) -> DriverFiles {
     let cache = read_ldconfig_cache(Path::new(LDCONFIG)).unwrap_or_default();
     let mut files = driver_files(
@@ -331,12 +351,17 @@ pub fn host_driver_files(capabilities: &[String]) -> DriverFiles {
         capabilities,
     );
     let library_path = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
-    let extra_dirs: Vec<PathBuf> = library_path
+    let first_dirs: Vec<PathBuf> = library_path
         .split(':')
         .filter(|d| d.starts_with('/'))
         .map(PathBuf::from)
         .collect();
-    let extra = libraries_in_dirs(&extra_dirs, capabilities, &files.libraries);
-    files.libraries.extend(extra);
+    let mut libraries = libraries_in_dirs(&first_dirs, capabilities);
+    for path in files.libraries {
+        if !libraries.contains(&path) {
+            libraries.push(path);
+        }
+    }
+    files.libraries = libraries;
     files
 }

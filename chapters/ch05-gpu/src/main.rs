@@ -100,6 +100,9 @@ fn run(cli: &Cli) -> Result<i32> {
     let Some(rootfs) = &cli.root.rootfs else {
         bail!("no root filesystem: give --rootfs DIR (the GPUs' device nodes go into its fresh /dev; --rootfs / uses the host's files)");
     };
+    if cli.ldconfig && std::fs::canonicalize(rootfs).is_ok_and(|p| p == std::path::Path::new("/")) {
+        bail!("--ldconfig with --rootfs / would run ldconfig on the host's own files and rewrite its /etc/ld.so.cache; leave --ldconfig out (LD_LIBRARY_PATH is set instead)");
+    }
     let plan = plan_from(cli)?;
     for note in &plan.notes {
         eprintln!("ch05: note: {note}");

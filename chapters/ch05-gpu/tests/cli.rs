@@ -100,6 +100,27 @@ fn gpus_need_a_root_filesystem() {
 }
 
 #[test]
+fn ldconfig_is_refused_on_the_hosts_own_root() {
+    let before = std::fs::metadata("/etc/ld.so.cache")
+        .and_then(|m| m.modified())
+        .ok();
+    let out = Command::new(BIN)
+        .args(["--gpus", "all", "--ldconfig", "--rootfs", "/", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--ldconfig with --rootfs /") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let after = std::fs::metadata("/etc/ld.so.cache")
+        .and_then(|m| m.modified())
+        .ok();
+    assert_eq!(before, after, "the host's linker cache is untouched");
+}
+
+#[test]
 fn the_demo_shows_one_gpu_in_and_the_other_refused() {
     if !require_root("the_demo_shows_one_gpu_in_and_the_other_refused") {
         return;

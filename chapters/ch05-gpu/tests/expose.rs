@@ -12,7 +12,7 @@ use ch05_gpu::discover::{
 };
 use ch05_gpu::expose::{build_plan, GpuPlan, LdCache, PlanOptions, LD_SO_CONF};
 use ch05_gpu::libraries::{
-    driver_files, find_binaries, in_real_dir, libraries_in_dirs, native_arch_flag,
+    driver_files, find_binaries, in_real_dir, is_native_elf, libraries_in_dirs, native_arch_flag,
     parse_ldconfig_cache, read_ldconfig_cache, select_libraries, DriverFiles, LDCONFIG,
 };
 use ch05_gpu::mps::{parse_thread_percentage, MpsOptions};
@@ -226,41 +226,57 @@ fn driver_files_are_bound_at_their_real_directory_under_their_soname() {
     assert_eq!(files.libraries, [real.join("usr/lib/libnvidia-ml.so.1")]);
 }
 
-/// Libraries in `LD_LIBRARY_PATH` directories the cache does not list: the wanted ones by
-/// capability, each file name once, what the cache already gave skipped.
+/// The first 20 bytes of an ELF file: 64- or 32-bit, little-endian, for machine `machine`.
+fn elf_header(class64: bool, machine: u16) -> Vec<u8> {
+    let mut header = vec![0x7f, b'E', b'L', b'F', if class64 { 2 } else { 1 }, 1, 1];
+    header.resize(18, 0);
+    header.extend(machine.to_le_bytes());
+    header
+}
+
+fn native_machine() -> u16 {
+    match std::env::consts::ARCH {
+        "aarch64" => 183,
+        _ => 62,
+    }
+}
+
+/// Libraries in `LD_LIBRARY_PATH`-style directories: the wanted ones by capability, in the
+/// directories' order, 64-bit ones of this machine only (NVIDIA's images put a 32-bit
+/// `/usr/local/nvidia/lib` beside `lib64`).
 #[test]
 fn libraries_are_found_in_directories_outside_the_cache() {
     let scratch = ScratchDir::new("gpu-lib-dirs").unwrap();
+    let lib = scratch.join("nvidia/lib");
     let lib64 = scratch.join("nvidia/lib64");
-    let other = scratch.join("other");
+    fs::create_dir_all(&lib).unwrap();
     fs::create_dir_all(&lib64).unwrap();
-    fs::create_dir_all(&other).unwrap();
+    let native = elf_header(true, native_machine());
     for name in [
         "libcuda.so.1",
-        "libcuda.so.580.159.04",
         "libnvidia-ml.so.1",
         "libnvidia-encode.so.1",
         "libcudart.so.13",
         "libz.so.1",
     ] {
-        fs::write(lib64.join(name), "").unwrap();
+        fs::write(lib64.join(name), &native).unwrap();
     }
-    fs::write(other.join("libcuda.so.1"), "").unwrap();
-    let known = [PathBuf::from("/usr/lib/libnvidia-ml.so.1")];
+    fs::write(lib64.join("libcuda.so.580.159.04"), "not an ELF file").unwrap();
+    fs::write(lib.join("libcuda.so.1"), elf_header(false, 3)).unwrap();
+    fs::write(lib.join("libnvidia-ml.so.1"), elf_header(true, 0xbeef)).unwrap();
     let found = libraries_in_dirs(
-        &[lib64.clone(), other.clone(), scratch.join("missing")],
+        &[lib.clone(), lib64.clone(), scratch.join("missing")],
         &caps(&["compute", "utility"]),
-        &known,
     );
     let real = fs::canonicalize(&lib64).unwrap();
     assert_eq!(
         found,
-        [
-            real.join("libcuda.so.1"),
-            real.join("libcuda.so.580.159.04")
-        ],
-        "libnvidia-ml.so.1 came from the cache, libnvidia-encode is video, libcudart is CUDA's own, and other/libcuda.so.1 is a second copy"
+        [real.join("libcuda.so.1"), real.join("libnvidia-ml.so.1")],
+        "lib/ holds a 32-bit and a foreign libcuda/libnvidia-ml; libnvidia-encode is video; libcudart is CUDA's own; the versioned file is not ELF"
     );
+    assert!(is_native_elf(&real.join("libz.so.1")));
+    assert!(!is_native_elf(&lib.join("libcuda.so.1")));
+    assert!(!is_native_elf(&scratch.join("missing/libcuda.so.1")));
 }
 
 #[test]

@@ -420,7 +420,13 @@ fn add_gpus(
             }),
         );
     }
-    env.extend(plan.env.iter().map(|e| json!(e)));
+    // Over the image's environment, as chapter 5 does: a PATH or LD_LIBRARY_PATH the image
+    // has keeps its directories after the driver's; no key appears twice.
+    let base: Vec<String> = env
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    *env = plan.env_over(&base).into_iter().map(Value::from).collect();
     Ok(())
 }
 // ANCHOR_END: builder_gpus

@@ -68,6 +68,8 @@ fn builder_detached_sets_memory_cpus_and_gpus_and_removes_everything() {
         .cpus(0.5)
         .gpus("device=1")
         .gpu_host(host)
+        // Chapter 5's renumbering wins over a stale value, and the variable appears once.
+        .env("CUDA_VISIBLE_DEVICES", "5")
         .command(["sleep", "1000"])
         .detach(true)
         .run()
@@ -103,6 +105,11 @@ fn builder_detached_sets_memory_cpus_and_gpus_and_removes_everything() {
             .any(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES=")),
         "{environ}"
     );
+    let cuda: Vec<&str> = environ
+        .split('\0')
+        .filter(|e| e.starts_with("CUDA_VISIBLE_DEVICES="))
+        .collect();
+    assert_eq!(cuda, ["CUDA_VISIBLE_DEVICES=0"], "{environ}");
 
     container.remove().unwrap();
     assert!(!lab.state_dir(&id).exists());
