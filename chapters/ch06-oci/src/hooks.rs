@@ -43,6 +43,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
 use oci_spec::runtime::{ContainerState, Hook, Hooks, State};
 
+use crate::fifo_watch::{watch_fifo, Heard};
 use crate::state::{process_is, Container};
 use crate::{log, OciError};
 
@@ -458,38 +459,24 @@ pub fn await_start_report(container: &Container) -> Result<(), OciError> {
     if !fifo.exists() {
         return Ok(());
     }
-    let id = &container.record.id;
     let failed = |reason: String| OciError::Start {
-        id: id.clone(),
+        id: container.record.id.clone(),
         reason,
     };
-    let fd = open(
-        &fifo,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| failed(format!("opening {}: {e}", fifo.display())))?;
+    let alive = || process_is(container.record.pid, container.record.start_time);
     let mut message = Vec::new();
-    loop {
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(0) | Err(Errno::EINTR) => {
-                if !process_is(container.record.pid, container.record.start_time) {
-                    break; // init ended: whatever was said is all there is
-                }
-            }
-            Ok(_) => {
-                let mut buf = [0u8; 4096];
-                match nix::unistd::read(&fd, &mut buf) {
-                    Ok(0) if !message.is_empty() => break, // the writer said it and closed
-                    Ok(0) | Err(Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(10)),
-                    Ok(n) => message.extend_from_slice(&buf[..n]),
-                    Err(e) => return Err(failed(format!("reading {}: {e}", fifo.display()))),
-                }
-            }
-            Err(e) => return Err(failed(format!("waiting on {}: {e}", fifo.display()))),
+    watch_fifo(&fifo, |heard| match heard {
+        Heard::Bytes(bytes) => {
+            message.extend_from_slice(bytes);
+            Ok(None)
         }
-    }
+        // The writer said it and closed.
+        Heard::NoWriter if !message.is_empty() => Ok(Some(())),
+        // Init ended: whatever was said is all there is.
+        Heard::Nothing | Heard::NoWriter if !alive() => Ok(Some(())),
+        Heard::Nothing | Heard::NoWriter => Ok(None),
+    })
+    .map_err(failed)?;
     let _ = fs::remove_file(&fifo);
     let message = String::from_utf8_lossy(&message).into_owned();
     match message.split_once('\n') {

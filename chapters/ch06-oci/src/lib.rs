@@ -27,6 +27,7 @@ pub mod builder;
 pub mod config;
 pub mod console;
 mod error;
+pub mod fifo_watch;
 pub mod hooks;
 pub mod log;
 pub mod mounts;
