@@ -95,17 +95,7 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
         let _ = channel.send(&Message::Created);
     }
 
-    match report_reader.wait_for_exec(program) {
-        Ok(()) => {
-            let _ = channel.send(&Message::Running);
-        }
-        Err(ExecError::Exec { errno, .. }) => {
-            let _ = channel.send(&Message::ExecFailed(errno as i32));
-        }
-        Err(other) => {
-            let _ = channel.send(&Message::Failed(other.to_string()));
-        }
-    }
+    let _ = channel.send(&exec_outcome(report_reader.wait_for_exec(program)));
 
     // Reap everything; the command's end is the container's end.
     loop {
@@ -124,6 +114,18 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
     }
 }
 // ANCHOR_END: init
+
+/// What the runtime is told once the command's `exec` has happened or failed: "running", the
+/// `execvp` errno (so the runtime can say "not found" or "permission denied"), or why the report
+/// pipe itself failed. Init sends it for the command it forks; the waiter sends it when the
+/// command is init.
+pub(crate) fn exec_outcome(exec: Result<(), ExecError>) -> Message {
+    match exec {
+        Ok(()) => Message::Running,
+        Err(ExecError::Exec { errno, .. }) => Message::ExecFailed(errno as i32),
+        Err(other) => Message::Failed(other.to_string()),
+    }
+}
 
 // ANCHOR: become_command
 /// Init becomes the command (runc's way): it says "created" if there is a start gate, waits

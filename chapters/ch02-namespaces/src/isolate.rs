@@ -32,7 +32,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::idmap::{write_id_maps, IdMap};
-use crate::init::{become_command, fail, run_init, CommandSetup};
+use crate::init::{become_command, exec_outcome, fail, run_init, CommandSetup};
 use crate::mounts::{make_mounts_private, mount_fresh_proc};
 use crate::network::{loopback_up, Veth};
 use crate::port::{PortMapping, PortProxy};
@@ -774,11 +774,7 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
     let _ = channel.send(&Message::InitPid(init.as_raw()));
     if let Some((reader, writer)) = report {
         drop(writer);
-        let _ = channel.send(&match reader.wait_for_exec(program) {
-            Ok(()) => Message::Running,
-            Err(ExecError::Exec { errno, .. }) => Message::ExecFailed(errno as i32),
-            Err(other) => Message::Failed(other.to_string()),
-        });
+        let _ = channel.send(&exec_outcome(reader.wait_for_exec(program)));
     }
     let inside = if has(Namespace::Pid) {
         "PID 1 in the new PID namespace"
