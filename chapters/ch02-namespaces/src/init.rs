@@ -80,6 +80,11 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
         Ok(pair) => pair,
         Err(e) => fail(channel, &e.to_string()),
     };
+    // The command says "created" itself, maybe before this process forwards signals; until then
+    // init ignores them (as the waiter it was forked from does), so one sent meanwhile would be
+    // lost. Blocked, it waits for the handler instead. The command unblocks in `reset_signals`.
+    let forwarded: SigSet = FORWARDED.into_iter().collect();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None);
     // SAFETY: this process has one thread (it was forked), so the child may run any code.
     let command = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -91,9 +96,7 @@ pub fn run_init(program: &Program, channel: &Channel, setup: &CommandSetup) -> !
     };
     drop(report_writer);
     forward_signals_to(command);
-    if setup.start_gate.is_some() {
-        let _ = channel.send(&Message::Created);
-    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&forwarded), None);
 
     let _ = channel.send(&exec_outcome(report_reader.wait_for_exec(program)));
 
@@ -128,26 +131,12 @@ pub(crate) fn exec_outcome(exec: Result<(), ExecError>) -> Message {
 }
 
 // ANCHOR: become_command
-/// Init becomes the command (runc's way): it says "created" if there is a start gate, waits
-/// there, and `exec`s in place. Whoever forked init reads `report` and tells the runtime how the
-/// `exec` went. Never returns.
-pub fn become_command(
-    program: &Program,
-    channel: &Channel,
-    setup: &CommandSetup,
-    report: &ExecReportWriter,
-) -> ! {
-    if setup.start_gate.is_some() {
-        let _ = channel.send(&Message::Created);
-    }
-    exec_command(program, channel, setup, report)
-}
-// ANCHOR_END: become_command
-
-/// The command's process, between `fork` (or init itself, with
-/// [`command_is_init`](crate::Isolation::command_is_init)) and `exec`: clean signals, its
-/// stdout/stderr, the start gate, the pre-exec steps, then `exec`. Never returns.
-fn exec_command(
+/// The command's process between `fork` and `exec` — or init itself, which becomes the command
+/// this way (runc's way, [`command_is_init`](crate::Isolation::command_is_init)): clean signals,
+/// its stdout/stderr, "created" and the start gate, the pre-exec steps, then `exec` in place.
+/// Whoever forked this process reads `report` and tells the runtime how the `exec` went. Never
+/// returns.
+pub(crate) fn exec_command(
     program: &Program,
     channel: &Channel,
     setup: &CommandSetup,
@@ -167,6 +156,9 @@ fn exec_command(
         }
     }
     if let Some(gate) = setup.start_gate {
+        // Said by the process that waits at the gate, once its signals and descriptors are
+        // the command's: the runtime's `create` returns on this message.
+        let _ = channel.send(&Message::Created);
         wait_at_gate(gate, setup.start_gate_fd, channel);
     }
     for hook in setup.pre_exec {
@@ -180,6 +172,7 @@ fn exec_command(
     // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
     unsafe { libc::_exit(if errno == Errno::ENOENT { 127 } else { 126 }) }
 }
+// ANCHOR_END: become_command
 
 /// What the command's process does between `fork` and `exec`.
 #[derive(Default)]

@@ -32,7 +32,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::idmap::{write_id_maps, IdMap};
-use crate::init::{become_command, exec_outcome, fail, run_init, CommandSetup};
+use crate::init::{exec_command, exec_outcome, fail, run_init, CommandSetup};
 use crate::mounts::{make_mounts_private, mount_fresh_proc};
 use crate::network::{loopback_up, Veth};
 use crate::port::{PortMapping, PortProxy};
@@ -857,12 +857,13 @@ fn init_main(
         start_gate_fd: gate_fd.as_ref().map(|fd| fd.as_raw_fd()),
         pre_exec: &isolation.pre_exec_hooks,
     };
-    if let Some(report) = exec_report.filter(|_| isolation.command_is_init) {
+    // Only the waiter of an init that is the command makes the report pipe.
+    if let Some(report) = exec_report {
         note(&format!(
             "execvp({:?}) in place: the command itself is PID 1",
             program.display()
         ));
-        become_command(program, channel, &setup, report)
+        exec_command(program, channel, &setup, report)
     }
     note(&format!(
         "fork() + execvp({:?}); init stays as PID 1 to reap and forward signals",
