@@ -17,7 +17,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::sync::{Channel, Message};
-use crate::Exit;
+use crate::{ChildHook, Exit};
 
 /// The signals PID 1 passes on to the command (what `docker stop`, Ctrl-C and friends send).
 const FORWARDED: [Signal; 8] = [
@@ -161,13 +161,7 @@ pub(crate) fn exec_command(
         let _ = channel.send(&Message::Created);
         wait_at_gate(gate, setup.start_gate_fd, channel);
     }
-    for hook in setup.pre_exec {
-        if let Err(reason) = hook() {
-            let _ = channel.send(&Message::Failed(reason));
-            // SAFETY: ending the forked command process before it runs anything.
-            unsafe { libc::_exit(126) }
-        }
-    }
+    run_hooks(setup.pre_exec, channel, CANNOT_RUN);
     let errno = program.exec(Some(report));
     // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
     unsafe { libc::_exit(if errno == Errno::ENOENT { 127 } else { 126 }) }
@@ -186,7 +180,7 @@ pub struct CommandSetup<'a> {
     /// it through `/proc/self/fd/N`, as runc does with its `exec.fifo`.
     pub start_gate_fd: Option<RawFd>,
     /// Steps just before `exec`, after the gate (later chapters drop capabilities here).
-    pub pre_exec: &'a [crate::ChildHook],
+    pub pre_exec: &'a [ChildHook],
 }
 
 // ANCHOR: gate
@@ -209,20 +203,40 @@ fn wait_at_gate(gate: &std::ffi::CStr, held: Option<RawFd>, channel: &Channel) {
         Ok(fd) => {
             let _ = nix::unistd::write(&fd, b"0");
         }
-        Err(e) => {
-            let _ = channel.send(&Message::Failed(format!(
-                "opening the start gate {gate:?}: {e}"
-            )));
-            // SAFETY: ending the forked command process before it runs anything.
-            unsafe { libc::_exit(126) }
-        }
+        Err(e) => fail_with(
+            channel,
+            &format!("opening the start gate {gate:?}: {e}"),
+            CANNOT_RUN,
+        ),
     }
 }
 // ANCHOR_END: gate
 
-/// Reports a set-up failure to the parent and ends this process.
+/// The status of a command's process that could not get as far as `exec` (the gate or a
+/// pre-exec step failed): 126, what a shell exits with for a command it found but cannot run.
+const CANNOT_RUN: i32 = 126;
+
+/// The status of the waiter or init when a set-up step before the command failed.
+pub(crate) const SETUP_FAILED: i32 = 1;
+
+/// Reports a set-up failure to the parent and ends this process with status 1.
 pub fn fail(channel: &Channel, reason: &str) -> ! {
+    fail_with(channel, reason, SETUP_FAILED)
+}
+
+/// Reports a failure to the parent and ends this process with status `code`.
+pub fn fail_with(channel: &Channel, reason: &str, code: i32) -> ! {
     let _ = channel.send(&Message::Failed(reason.to_string()));
     // SAFETY: ending a forked child without unwinding into the parent's stack frames.
-    unsafe { libc::_exit(1) }
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs `hooks` in order; the first to fail is reported to the parent and ends this process with
+/// status `code`.
+pub(crate) fn run_hooks(hooks: &[ChildHook], channel: &Channel, code: i32) {
+    for hook in hooks {
+        if let Err(reason) = hook() {
+            fail_with(channel, &reason, code);
+        }
+    }
 }

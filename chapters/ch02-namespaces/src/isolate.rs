@@ -32,7 +32,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::idmap::{write_id_maps, IdMap};
-use crate::init::{exec_command, exec_outcome, fail, run_init, CommandSetup};
+use crate::init::{
+    exec_command, exec_outcome, fail, run_hooks, run_init, CommandSetup, SETUP_FAILED,
+};
 use crate::mounts::{make_mounts_private, mount_fresh_proc};
 use crate::network::{loopback_up, Veth};
 use crate::port::{PortMapping, PortProxy};
@@ -746,11 +748,7 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
         ));
     }
 
-    for hook in &isolation.before_init_hooks {
-        if let Err(e) = hook() {
-            fail(channel, &e);
-        }
-    }
+    run_hooks(&isolation.before_init_hooks, channel, SETUP_FAILED);
     // When the command is init, init's exec is the command's: we learn how it went from a
     // close-on-exec pipe, as chapter 1's cold start does, and tell the runtime "running".
     let report = if isolation.command_is_init {
@@ -833,11 +831,7 @@ fn init_main(
             Err(e) => fail(channel, &format!("opening the start gate {gate:?}: {e}")),
         }
     });
-    for hook in &isolation.child_hooks {
-        if let Err(e) = hook() {
-            fail(channel, &e);
-        }
-    }
+    run_hooks(&isolation.child_hooks, channel, SETUP_FAILED);
     if has(Namespace::Mount) && has(Namespace::Pid) {
         if let Err(e) = mount_fresh_proc() {
             fail(channel, &e);
