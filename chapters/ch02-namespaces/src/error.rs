@@ -45,6 +45,9 @@ pub enum NamespaceError {
         hint: &'static str,
     },
 
+    #[error("cannot read the id map {file}: {reason}")]
+    IdMapUnreadable { file: PathBuf, reason: String },
+
     #[error("{option} needs the {namespace} namespace: add it to --ns")]
     NeedsNamespace {
         option: &'static str,

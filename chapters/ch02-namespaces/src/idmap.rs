@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nix::errno::Errno;
@@ -100,6 +100,42 @@ pub fn write_id_maps(
 }
 // ANCHOR_END: write_maps
 
+/// Reads an id map as the kernel shows it (`/proc/<pid>/uid_map` or `gid_map`): one
+/// `INSIDE OUTSIDE COUNT` line per range, the numbers padded with spaces. Seen from inside the
+/// namespace, INSIDE is the id there; an empty file is a namespace whose map is not written yet.
+pub fn read_id_maps(file: &Path) -> Result<Vec<IdMap>, NamespaceError> {
+    let unreadable = |reason: String| NamespaceError::IdMapUnreadable {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let text = fs::read_to_string(file).map_err(|e| unreadable(e.to_string()))?;
+    parse_proc_lines(&text).map_err(unreadable)
+}
+
+fn parse_proc_lines(text: &str) -> Result<Vec<IdMap>, String> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let numbers: Vec<u32> = line
+                .split_whitespace()
+                .map(u32::from_str)
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("line '{}' holds something that is not an id", line.trim()))?;
+            match numbers[..] {
+                [inside, outside, count] => Ok(IdMap {
+                    inside,
+                    outside,
+                    count,
+                }),
+                _ => Err(format!(
+                    "line '{}' does not have three numbers (INSIDE OUTSIDE COUNT)",
+                    line.trim()
+                )),
+            }
+        })
+        .collect()
+}
+
 fn lines(maps: &[IdMap]) -> String {
     maps.iter().map(|m| format!("{m}\n")).collect()
 }
@@ -138,6 +174,45 @@ mod tests {
             2
         );
         assert_eq!(IdMap::root_is(1000).to_string(), "0 1000 1");
+    }
+
+    #[test]
+    fn reads_the_kernels_map_format() {
+        let maps = parse_proc_lines(
+            "         0       1000          1\n         1     100000      65536\n",
+        )
+        .unwrap();
+        assert_eq!(
+            maps,
+            vec![
+                IdMap::root_is(1000),
+                IdMap {
+                    inside: 1,
+                    outside: 100000,
+                    count: 65536
+                }
+            ]
+        );
+        assert_eq!(parse_proc_lines("").unwrap(), vec![]);
+        let err = parse_proc_lines("0 1000\n").unwrap_err();
+        assert!(
+            err.contains("'0 1000'") && err.contains("three numbers"),
+            "{err}"
+        );
+        let err = parse_proc_lines("0 x 1\n").unwrap_err();
+        assert!(err.contains("'0 x 1'"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_map_is_an_error_naming_the_file() {
+        let err = read_id_maps(Path::new("/proc/self/no_such_map"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/proc/self/no_such_map"), "{err}");
+        // Every user namespace this test can run in maps someone; the initial one maps all.
+        assert!(!read_id_maps(Path::new("/proc/self/uid_map"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

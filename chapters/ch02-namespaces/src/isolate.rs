@@ -31,7 +31,7 @@ use nix::sys::signal::{kill, signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, Gid, Pid, Uid};
 
-use crate::idmap::{write_id_maps, IdMap};
+use crate::idmap::{read_id_maps, write_id_maps, IdMap};
 use crate::init::{
     exec_command, exec_outcome, fail, run_hooks, run_init, CommandSetup, SETUP_FAILED,
 };
@@ -693,7 +693,10 @@ fn waiter_main(isolation: &Isolation, program: &Program, channel: &Channel) -> i
             getpid()
         ));
         await_go(channel, Message::UserNamespaceReady);
-        become_root_inside(isolation, channel);
+        let (uid_maps, gid_maps, _) = isolation.effective_id_maps();
+        if let Err(e) = become_root(&uid_maps, &gid_maps, "the new user namespace") {
+            fail(channel, &e);
+        }
         note(format!(
             "child {}: setresuid(0)/setresgid(0): now uid {} inside the user namespace",
             getpid(),
@@ -889,42 +892,28 @@ fn join_user_namespace(path: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("opening the user namespace {}: {e}", path.display()))?;
     nix::sched::setns(&file, CloneFlags::CLONE_NEWUSER)
         .map_err(|e| format!("setns({}, CLONE_NEWUSER): {e}", path.display()))?;
-    let root = |map: &str| {
-        std::fs::read_to_string(map)
-            .unwrap_or_default()
-            .lines()
-            .any(|line| line.split_whitespace().next() == Some("0"))
-    };
-    if root("/proc/self/gid_map") {
-        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .map_err(|e| format!("setresgid(0) in the joined user namespace: {e}"))?;
-    }
-    if root("/proc/self/uid_map") {
-        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .map_err(|e| format!("setresuid(0) in the joined user namespace: {e}"))?;
-    }
-    Ok(())
+    // Read from inside, the maps' first column is the id in this namespace.
+    let read = |map: &str| read_id_maps(std::path::Path::new(map)).map_err(|e| e.to_string());
+    become_root(
+        &read("/proc/self/uid_map")?,
+        &read("/proc/self/gid_map")?,
+        &format!("the joined user namespace {}", path.display()),
+    )
 }
 
-/// Switches to uid/gid 0 inside the user namespace, if 0 is mapped (otherwise stays as mapped).
-fn become_root_inside(isolation: &Isolation, channel: &Channel) {
-    let (uid_maps, gid_maps, _) = isolation.effective_id_maps();
+/// Switches to uid/gid 0 in the user namespace this process is in, each if 0 is mapped there
+/// (otherwise it stays as mapped); `namespace` names it for messages. The gid goes first: after
+/// `setresuid` away from root, `setresgid` would no longer be allowed.
+fn become_root(uid_maps: &[IdMap], gid_maps: &[IdMap], namespace: &str) -> Result<(), String> {
     if gid_maps.iter().any(|m| m.inside == 0) {
-        if let Err(e) = setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)) {
-            fail(
-                channel,
-                &format!("setresgid(0) inside the user namespace: {e}"),
-            );
-        }
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| format!("setresgid(0) in {namespace}: {e}"))?;
     }
     if uid_maps.iter().any(|m| m.inside == 0) {
-        if let Err(e) = setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)) {
-            fail(
-                channel,
-                &format!("setresuid(0) inside the user namespace: {e}"),
-            );
-        }
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| format!("setresuid(0) in {namespace}: {e}"))?;
     }
+    Ok(())
 }
 
 fn describe_flags(flags: CloneFlags) -> String {

@@ -383,3 +383,25 @@ fn with_command_is_init_a_missing_command_is_still_reported() {
         .to_string();
     assert!(err.contains("/no/such/command"), "{err}");
 }
+
+#[test]
+fn joining_a_user_namespace_makes_the_command_root_there() {
+    if !require_root("joining_a_user_namespace_makes_the_command_root_there") {
+        return;
+    }
+    // Host root is not mapped in this namespace: a joiner that did not switch to the mapped
+    // root would show up as the overflow uid (65534), not 0.
+    let maps = || ch02_namespaces::IdMap::parse_list("uid", "0:100000:65536").unwrap();
+    let owner = Isolation::new([Namespace::User, Namespace::Pid, Namespace::Mount])
+        .uid_maps(maps())
+        .gid_maps(maps())
+        .spawn(&program(&["sleep", "30"]))
+        .unwrap();
+    let path = format!("/proc/{}/ns/user", owner.waiter_pid());
+    let (status, out) = run_captured(
+        Isolation::new([Namespace::Uts]).join_user_namespace(&path),
+        &["sh", "-c", "echo $(id -u) $(id -g)"],
+    );
+    assert_eq!(status, Exit::Code(0), "{out}");
+    assert_eq!(out, "0 0\n", "joined {path}");
+}
