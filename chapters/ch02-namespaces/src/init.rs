@@ -159,7 +159,7 @@ pub(crate) fn exec_command(
         // Said by the process that waits at the gate, once its signals and descriptors are
         // the command's: the runtime's `create` returns on this message.
         let _ = channel.send(&Message::Created);
-        wait_at_gate(gate, setup.start_gate_fd, channel);
+        wait_at_gate(gate, channel);
     }
     run_hooks(setup.pre_exec, channel, CANNOT_RUN);
     let errno = program.exec(Some(report));
@@ -173,31 +173,36 @@ pub(crate) fn exec_command(
 pub struct CommandSetup<'a> {
     /// `(from, to)` descriptor pairs it gets via `dup2` (its stdout, say).
     pub redirect: &'a [(RawFd, RawFd)],
-    /// A FIFO to wait at before anything else: the OCI "created" state. Opening a FIFO for
-    /// writing blocks until somebody opens it for reading — `start` does, and the command goes.
-    pub start_gate: Option<&'a std::ffi::CStr>,
-    /// An `O_PATH` descriptor of the gate, opened before the root changed: the command reopens
-    /// it through `/proc/self/fd/N`, as runc does with its `exec.fifo`.
-    pub start_gate_fd: Option<RawFd>,
+    /// A FIFO to wait at before the pre-exec steps: the OCI "created" state.
+    pub start_gate: Option<StartGate<'a>>,
     /// Steps just before `exec`, after the gate (later chapters drop capabilities here).
     pub pre_exec: &'a [ChildHook],
+}
+
+/// The start gate: a FIFO whose opening for writing blocks until somebody opens it for
+/// reading — `start` does, and the command goes.
+#[derive(Debug, Clone, Copy)]
+pub struct StartGate<'a> {
+    /// The FIFO's path on the host.
+    pub path: &'a std::ffi::CStr,
+    /// An `O_PATH` descriptor of it, opened before the root changed: the command reopens it
+    /// through `/proc/self/fd/N`, as runc does with its `exec.fifo`.
+    pub held: RawFd,
 }
 
 // ANCHOR: gate
 /// Blocks until `start` opens the gate FIFO for reading, then tells it so with one byte.
 ///
-/// Through `/proc/self/fd/<held>` when init holds the gate open (the path itself may be outside
+/// Through `/proc/self/fd/<held>`, the descriptor init holds (the path itself may be outside
 /// the container's new root); by its path where there is no such `/proc`.
-fn wait_at_gate(gate: &std::ffi::CStr, held: Option<RawFd>, channel: &Channel) {
+fn wait_at_gate(gate: StartGate, channel: &Channel) {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
     let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-    let opened = match held {
-        Some(fd) => match open(format!("/proc/self/fd/{fd}").as_str(), flags, Mode::empty()) {
-            Err(Errno::ENOENT) => open(gate, flags, Mode::empty()),
-            other => other,
-        },
-        None => open(gate, flags, Mode::empty()),
+    let held = format!("/proc/self/fd/{}", gate.held);
+    let opened = match open(held.as_str(), flags, Mode::empty()) {
+        Err(Errno::ENOENT) => open(gate.path, flags, Mode::empty()),
+        other => other,
     };
     match opened {
         Ok(fd) => {
@@ -205,7 +210,7 @@ fn wait_at_gate(gate: &std::ffi::CStr, held: Option<RawFd>, channel: &Channel) {
         }
         Err(e) => fail_with(
             channel,
-            &format!("opening the start gate {gate:?}: {e}"),
+            &format!("opening the start gate {:?}: {e}", gate.path),
             CANNOT_RUN,
         ),
     }

@@ -33,7 +33,7 @@ use nix::unistd::{getegid, geteuid, getpid, sethostname, setresgid, setresuid, G
 
 use crate::idmap::{read_id_maps, write_id_maps, IdMap};
 use crate::init::{
-    exec_command, exec_outcome, fail, run_hooks, run_init, CommandSetup, SETUP_FAILED,
+    exec_command, exec_outcome, fail, run_hooks, run_init, CommandSetup, StartGate, SETUP_FAILED,
 };
 use crate::mounts::{make_mounts_private, mount_fresh_proc};
 use crate::network::{loopback_up, Veth};
@@ -823,15 +823,15 @@ fn init_main(
     }
     // The gate is a host path, which a hook may take out of sight (chapter 4's pivot_root):
     // hold it open (O_PATH: no reader is needed for that) so the command can still reach it.
-    let gate_fd = isolation.start_gate.as_deref().map(|gate| {
+    let gate = isolation.start_gate.as_deref().map(|path| {
         use nix::fcntl::{open, OFlag};
         match open(
-            gate,
+            path,
             OFlag::O_PATH | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         ) {
-            Ok(fd) => fd,
-            Err(e) => fail(channel, &format!("opening the start gate {gate:?}: {e}")),
+            Ok(held) => (path, held),
+            Err(e) => fail(channel, &format!("opening the start gate {path:?}: {e}")),
         }
     });
     run_hooks(&isolation.child_hooks, channel, SETUP_FAILED);
@@ -850,8 +850,10 @@ fn init_main(
     let redirect = isolation.redirects();
     let setup = CommandSetup {
         redirect: &redirect,
-        start_gate: isolation.start_gate.as_deref(),
-        start_gate_fd: gate_fd.as_ref().map(|fd| fd.as_raw_fd()),
+        start_gate: gate.as_ref().map(|(path, held)| StartGate {
+            path,
+            held: held.as_raw_fd(),
+        }),
         pre_exec: &isolation.pre_exec_hooks,
     };
     // Only the waiter of an init that is the command makes the report pipe.
