@@ -209,10 +209,17 @@ fn an_existing_cgroup_reopens_kept_or_removed() {
     };
     let (made, _) = Cgroup::create(&layout, &path, &limits).unwrap();
     let dirs: Vec<PathBuf> = made.dirs().map(PathBuf::from).collect();
+    let mut leftovers = KeptCgroup {
+        layout: layout.clone(),
+        path: path.clone(),
+        sleeper: None,
+    };
     made.keep();
     assert!(dirs.iter().all(|d| d.is_dir()), "keep() removed {dirs:?}");
 
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let sleeper = leftovers
+        .sleeper
+        .insert(Command::new("sleep").arg("30").spawn().unwrap());
     let pid = Pid::from_raw(sleeper.id() as i32);
     let opened = Cgroup::open(&layout, &path).unwrap();
     let reopened: Vec<PathBuf> = opened.dirs().map(PathBuf::from).collect();
@@ -224,10 +231,33 @@ fn an_existing_cgroup_reopens_kept_or_removed() {
     let again = Cgroup::open(&layout, &path).unwrap();
     assert_eq!(again.processes(), vec![pid]);
     again.remove().unwrap();
-    let _ = sleeper.wait();
+    if let Some(sleeper) = leftovers.sleeper.as_mut() {
+        let _ = sleeper.wait();
+    }
     assert!(dirs.iter().all(|d| !d.exists()));
     let err = Cgroup::open(&layout, &path).unwrap_err().to_string();
     assert!(err.contains("does not exist"), "{err}");
+}
+
+/// A kept cgroup has no handle left to remove it: this ends the test's `sleep` and removes the
+/// cgroup when dropped, so a failed assertion leaves neither behind.
+struct KeptCgroup {
+    layout: Layout,
+    path: CgroupPath,
+    sleeper: Option<std::process::Child>,
+}
+
+impl Drop for KeptCgroup {
+    fn drop(&mut self) {
+        if let Some(mut sleeper) = self.sleeper.take() {
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+        }
+        // Gone already when the test got to its own remove().
+        if let Ok(cgroup) = Cgroup::open(&self.layout, &self.path) {
+            let _ = cgroup.remove();
+        }
+    }
 }
 
 #[test]
