@@ -300,18 +300,8 @@ fn a_detached_container_outlives_its_handle() {
         Path::new(&format!("/proc/{init}")).exists(),
         "still running after the handle is gone"
     );
-    let parent = fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
-    let ppid: i32 = parent
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
     assert_eq!(
-        ppid,
+        labkit::ppid(init.as_raw()).unwrap_or_else(|e| panic!("{e}")),
         std::process::id() as i32,
         "init is adopted by the subreaper"
     );
