@@ -293,8 +293,17 @@ fn a_detached_container_outlives_its_handle() {
     let child = Isolation::new([Namespace::Pid, Namespace::Mount])
         .spawn(&program(&["sleep", "30"]))
         .unwrap();
-    // Like containerd's shim: the orphaned init is adopted by us, and we reap it.
+    // Like containerd's shim: the orphaned init is adopted by us, and we reap it. Being a
+    // subreaper is a property of the whole test process, whose other tests run alongside: it is
+    // switched off again when this test ends, however it ends.
+    struct Subreaper;
+    impl Drop for Subreaper {
+        fn drop(&mut self) {
+            let _ = nix::sys::prctl::set_child_subreaper(false);
+        }
+    }
     nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let _subreaper = Subreaper;
     let init = child.detach().unwrap();
     assert!(
         Path::new(&format!("/proc/{init}")).exists(),
