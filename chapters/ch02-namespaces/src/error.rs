@@ -48,6 +48,12 @@ pub enum NamespaceError {
     #[error("cannot read the id map {file}: {reason}")]
     IdMapUnreadable { file: PathBuf, reason: String },
 
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
+
     #[error("{option} needs the {namespace} namespace: add it to --ns")]
     NeedsNamespace {
         option: &'static str,

@@ -204,7 +204,10 @@ impl Isolation {
     pub fn start_gate(mut self, gate: &std::path::Path) -> Result<Self, NamespaceError> {
         use std::os::unix::ffi::OsStrExt;
         let gate = std::ffi::CString::new(gate.as_os_str().as_bytes()).map_err(|_| {
-            NamespaceError::ChildSetup(format!("start gate path {} has a NUL byte", gate.display()))
+            NamespaceError::InvalidOption {
+                option: "start gate",
+                reason: format!("its path {gate:?} has a NUL byte, which no C string can hold"),
+            }
         })?;
         self.start_gate = Some(gate);
         Ok(self)
@@ -295,10 +298,18 @@ impl Isolation {
                 namespace: Namespace::Uts,
             });
         }
-        if self.join_user.is_some() && self.has(Namespace::User) {
-            return Err(NamespaceError::ChildSetup(
-                "a user namespace cannot be both joined (by path) and made new".into(),
-            ));
+        if let Some(path) = self
+            .join_user
+            .as_ref()
+            .filter(|_| self.has(Namespace::User))
+        {
+            return Err(NamespaceError::InvalidOption {
+                option: "user namespace",
+                reason: format!(
+                    "asked both to join {} and to make a new one; choose one",
+                    path.display()
+                ),
+            });
         }
         if (!self.uid_maps.is_empty() || !self.gid_maps.is_empty()) && !self.has(Namespace::User) {
             return Err(NamespaceError::NeedsNamespace {

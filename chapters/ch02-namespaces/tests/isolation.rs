@@ -404,3 +404,30 @@ fn joining_a_user_namespace_makes_the_command_root_there() {
     assert_eq!(status, Exit::Code(0), "{out}");
     assert_eq!(out, "0 0\n", "joined {path}");
 }
+
+#[test]
+fn contradictory_options_are_refused_naming_what_was_given() {
+    use std::os::unix::ffi::OsStrExt;
+    let err = Isolation::new([Namespace::User])
+        .join_user_namespace("/proc/1/ns/user")
+        .spawn(&program(&["true"]))
+        .unwrap_err();
+    assert!(
+        matches!(err, NamespaceError::InvalidOption { .. })
+            && err.to_string().contains("/proc/1/ns/user"),
+        "{err}"
+    );
+    let gate = Path::new(std::ffi::OsStr::from_bytes(b"/run/gate\0x"));
+    let err = Isolation::new([]).start_gate(gate).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NamespaceError::InvalidOption {
+                option: "start gate",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("NUL byte"), "{err}");
+}
