@@ -31,6 +31,9 @@ pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 /// How long the server gets to answer `GET /v2/` after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The server's stdout and stderr, in its scratch directory.
+const LOG_FILE: &str = "registry.log";
+
 /// Why a local registry could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalRegistryError {
@@ -102,7 +105,7 @@ impl LocalRegistry {
         let port = free_port();
         let config = dir.join("config.yml");
         fs::write(&config, config_yaml(&storage, port)).map_err(io_err("write", &config))?;
-        let log = dir.join("registry.log");
+        let log = dir.join(LOG_FILE);
         let log_file = File::create(&log).map_err(io_err("create", &log))?;
         let log_err = log_file.try_clone().map_err(io_err("duplicate", &log))?;
 
@@ -164,12 +167,11 @@ impl LocalRegistry {
     }
 
     fn not_ready(&self, what: String) -> LocalRegistryError {
-        let log = self.dir.join("registry.log");
         LocalRegistryError::NotReady {
             port: self.port,
             what,
-            log_text: fs::read_to_string(&log).unwrap_or_default(),
-            log,
+            log_text: self.log(),
+            log: self.log_path(),
         }
     }
 
@@ -207,7 +209,11 @@ impl LocalRegistry {
 
     /// The server's log so far (for assertion messages).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
     }
 }
 
