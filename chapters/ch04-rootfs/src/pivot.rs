@@ -10,6 +10,9 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 
 use crate::dev::populate_dev;
+use crate::unpack::resolve::{
+    clean_entry_name, make_dirs, resolve_dir_in_root, ResolveError, MAX_SYMLINKS,
+};
 
 /// A root filesystem to switch into.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +92,7 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
         mount_dev(&root.join("dev"), &host_dev)?;
     }
     for device in &spec.devices {
-        bind_device(&root.join("dev"), device, &host_dev)?;
+        bind_device(root, device, &host_dev)?;
     }
     if !spec.own_sys {
         mount_sys(&root.join("sys"))?;
@@ -192,13 +195,10 @@ fn mount_sys(sys: &Path) -> Result<(), String> {
 }
 
 /// Bind-mounts a host device node onto an empty file in the container's `/dev`; a node under
-/// the host's `/dev` is reached through `host_dev` (see [`enter_rootfs`]).
-fn bind_device(dev: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), String> {
-    let node = dev.join(&device.name);
-    if let Some(parent) = node.parent() {
-        ensure_dir(parent)?;
-    }
-    fs::File::create(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
+/// the host's `/dev` is reached through `host_dev` (see [`enter_rootfs`]). The node's path is
+/// resolved inside `root` like a bind's target: a caller's own `/dev` may hold symlinks.
+fn bind_device(root: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), String> {
+    let node = mount_point_in_root(root, &Path::new("/dev").join(&device.name), false)?;
     let source = match device.host.strip_prefix("/dev") {
         Ok(rest) => host_dev.join(rest),
         Err(_) => device.host.clone(),
@@ -216,29 +216,9 @@ fn bind_device(dev: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), S
 /// Bind-mounts `bind.source` at `bind.target` inside `root` (read-only if asked), creating the
 /// mount point as a file or directory to match the source.
 fn bind_into(root: &Path, bind: &BindMount) -> Result<(), String> {
-    let relative = bind.target.strip_prefix("/").unwrap_or(&bind.target);
-    if relative
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "bind target {} leaves the root",
-            bind.target.display()
-        ));
-    }
-    let target = root.join(relative);
     let source_meta = fs::metadata(&bind.source)
         .map_err(|e| format!("bind source {}: {e}", bind.source.display()))?;
-    if source_meta.is_dir() {
-        ensure_dir(&target)?;
-    } else {
-        if let Some(parent) = target.parent() {
-            ensure_dir(parent)?;
-        }
-        if fs::symlink_metadata(&target).is_err() {
-            fs::File::create(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
-        }
-    }
+    let target = mount_point_in_root(root, &bind.target, source_meta.is_dir())?;
     mount(
         Some(&bind.source),
         &target,
@@ -260,6 +240,60 @@ fn bind_into(root: &Path, bind: &BindMount) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ANCHOR: mount_point
+/// The host path of `target` (a path as the container will see it) under `root`, made ready to
+/// mount on: a directory if `dir`, else an empty file, with missing parents created.
+///
+/// This runs before `pivot_root`, while the host's files are still reachable, on a tree that
+/// came from an image. A plain `root.join(target)` would let an image's `usr -> /` turn a bind
+/// at `/usr/lib/x` into a file created on the host; so the path is resolved the way the unpacker
+/// resolves entries (symlinks followed as the container sees them, never above `root`), and
+/// only real directories are walked or created. Unlike the unpacker, the last component is
+/// followed too (inside the root), as runc does: `mount(2)` would follow it anyway.
+pub fn mount_point_in_root(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, String> {
+    let clean = clean_entry_name(target)
+        .ok_or_else(|| format!("mount target {} leaves the root", target.display()))?;
+    let rel = resolve_dir_in_root(root, &clean).map_err(|e| match e {
+        ResolveError::Loop => format!(
+            "mount target {}: more than {MAX_SYMLINKS} symlinks under {}",
+            target.display(),
+            root.display()
+        ),
+        ResolveError::Io(path, e) => {
+            format!("mount target {}: {}: {e}", target.display(), path.display())
+        }
+    })?;
+    let parents = if dir {
+        Some(rel.as_path())
+    } else {
+        rel.parent()
+    };
+    make_dirs(root, parents.unwrap_or(Path::new("")), |_| {}).map_err(|(path, e)| {
+        format!(
+            "mount target {}: making directory {}: {e}",
+            target.display(),
+            path.display()
+        )
+    })?;
+    let host = root.join(&rel);
+    if !dir && fs::symlink_metadata(&host).is_err() {
+        // O_EXCL: never through a symlink, should one have appeared since the walk.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&host)
+            .map_err(|e| {
+                format!(
+                    "mount target {}: creating {}: {e}",
+                    target.display(),
+                    host.display()
+                )
+            })?;
+    }
+    Ok(host)
+}
+// ANCHOR_END: mount_point
 
 fn ensure_dir(dir: &Path) -> Result<(), String> {
     match fs::symlink_metadata(dir) {
