@@ -43,11 +43,13 @@ pub mod docker {
     pub const LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 }
 
-fn is_index(media_type: &MediaType) -> bool {
+/// True for an OCI image index or a Docker manifest list (one manifest per platform).
+pub(crate) fn is_index(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageIndex) || media_type.as_ref() == docker::MANIFEST_LIST
 }
 
-fn is_manifest(media_type: &MediaType) -> bool {
+/// True for an OCI image manifest or a Docker schema 2 manifest (a config and layers).
+pub(crate) fn is_manifest(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageManifest) || media_type.as_ref() == docker::MANIFEST
 }
 
@@ -479,8 +481,8 @@ impl OciLayout {
         Ok(image)
     }
 
-    /// The index entry a reference names.
-    fn find(&self, reference: &str) -> Result<(Descriptor, Option<String>), ImageError> {
+    /// The index entry a reference names (a name or a digest), and its ref name.
+    pub(crate) fn find(&self, reference: &str) -> Result<(Descriptor, Option<String>), ImageError> {
         let index = self.index()?;
         if reference.starts_with("sha256:") {
             let wanted = digest::parse(reference)?;
@@ -573,36 +575,14 @@ impl OciLayout {
                 return Ok(desc);
             }
             let index = self.read_index_blob(&desc)?;
-            let candidates: Vec<&Descriptor> = index
-                .manifests()
-                .iter()
-                .filter(|d| {
-                    d.annotations()
-                        .as_ref()
-                        .and_then(|a| a.get("vnd.docker.reference.type"))
-                        .is_none_or(|kind| kind != "attestation-manifest")
-                })
-                .collect();
-            let chosen = candidates.iter().find(|d| {
-                d.platform()
-                    .as_ref()
-                    .is_some_and(|p| p.os() == os && p.architecture() == arch)
-            });
-            desc = match chosen {
-                Some(d) => (*d).clone(),
-                None => {
+            desc = match select_platform(&index, os, arch) {
+                Ok(chosen) => chosen.clone(),
+                Err(available) => {
                     return Err(ImageError::NoPlatform {
                         reference: reference.to_string(),
                         index: desc.digest().to_string(),
                         wanted: format!("{os}/{arch}"),
-                        available: candidates
-                            .iter()
-                            .map(|d| match d.platform() {
-                                Some(p) => format!("{}/{}", p.os(), p.architecture()),
-                                None => format!("{} (no platform)", d.digest()),
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        available,
                     })
                 }
             };
@@ -740,6 +720,59 @@ impl OciLayout {
     }
 }
 
+// ANCHOR: select_platform
+/// The manifest in `index` for `os`/`arch`, attestations and `unknown/unknown` entries
+/// skipped (they are no image to run); else the platforms offered, variants included. Used for
+/// an index in a layout and for one a registry sends.
+pub(crate) fn select_platform<'a>(
+    index: &'a ImageIndex,
+    os: &Os,
+    arch: &Arch,
+) -> Result<&'a Descriptor, String> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| {
+            let attestation = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("vnd.docker.reference.type"))
+                .is_some_and(|kind| kind == "attestation-manifest");
+            let unknown = d
+                .platform()
+                .as_ref()
+                .is_some_and(|p| p.os().to_string() == "unknown");
+            !attestation && !unknown
+        })
+        .collect();
+    candidates
+        .iter()
+        .find(|d| {
+            d.platform()
+                .as_ref()
+                .is_some_and(|p| p.os() == os && p.architecture() == arch)
+        })
+        .copied()
+        .ok_or_else(|| {
+            let offered: Vec<String> = candidates
+                .iter()
+                .map(|d| match d.platform() {
+                    Some(p) => match p.variant() {
+                        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+                        None => format!("{}/{}", p.os(), p.architecture()),
+                    },
+                    None => format!("{} (no platform)", d.digest()),
+                })
+                .collect();
+            if offered.is_empty() {
+                "nothing".to_string()
+            } else {
+                offered.join(", ")
+            }
+        })
+}
+// ANCHOR_END: select_platform
+
 /// The `org.opencontainers.image.ref.name` of an index entry.
 pub fn ref_name_of(desc: &Descriptor) -> Option<&str> {
     desc.annotations()
@@ -760,5 +793,48 @@ fn describe_entry(desc: &Descriptor) -> String {
     match ref_name_of(desc) {
         Some(name) => format!("{name} ({})", desc.digest()),
         None => desc.digest().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::{ImageIndexBuilder, PlatformBuilder};
+
+    fn entry(os: Os, arch: Arch, variant: Option<&str>, n: u8) -> Descriptor {
+        let mut platform = PlatformBuilder::default().os(os).architecture(arch);
+        if let Some(v) = variant {
+            platform = platform.variant(v);
+        }
+        let hex = format!("{n:02x}").repeat(32);
+        let mut desc = Descriptor::new(
+            MediaType::ImageManifest,
+            1,
+            Digest::try_from(format!("sha256:{hex}")).unwrap(),
+        );
+        desc.set_platform(Some(platform.build().unwrap()));
+        desc
+    }
+
+    #[test]
+    fn platform_selection_skips_attestations_and_names_variants() {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![
+                entry(Os::Linux, Arch::ARM64, Some("v8"), 1),
+                entry(
+                    Os::Other("unknown".into()),
+                    Arch::Other("unknown".into()),
+                    None,
+                    2,
+                ),
+                entry(Os::Linux, Arch::Amd64, None, 3),
+            ])
+            .build()
+            .unwrap();
+        let chosen = select_platform(&index, &Os::Linux, &Arch::Amd64).unwrap();
+        assert_eq!(chosen, &index.manifests()[2]);
+        let offered = select_platform(&index, &Os::Linux, &Arch::PowerPC64le).unwrap_err();
+        assert_eq!(offered, "linux/arm64/v8, linux/amd64");
     }
 }

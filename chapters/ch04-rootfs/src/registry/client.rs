@@ -27,7 +27,7 @@ use super::auth;
 use super::reference::Reference;
 use super::RegistryError;
 use crate::digest;
-use crate::image::layout::docker;
+use crate::image::layout::{is_index, is_manifest};
 use crate::image::MAX_JSON_BLOB;
 
 /// What we ask a registry for when we fetch a manifest: every kind we can store.
@@ -48,16 +48,15 @@ pub enum ManifestKind {
     Manifest,
 }
 
-/// The kind of a manifest media type; `None` for anything else.
-pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
-    match media_type {
-        "application/vnd.oci.image.index.v1+json" | docker::MANIFEST_LIST => {
-            Some(ManifestKind::Index)
-        }
-        "application/vnd.oci.image.manifest.v1+json" | docker::MANIFEST => {
-            Some(ManifestKind::Manifest)
-        }
-        _ => None,
+/// The kind of a manifest media type (OCI or Docker, as the layout tells them apart); `None` for
+/// anything else.
+pub fn manifest_kind(media_type: &MediaType) -> Option<ManifestKind> {
+    if is_index(media_type) {
+        Some(ManifestKind::Index)
+    } else if is_manifest(media_type) {
+        Some(ManifestKind::Manifest)
+    } else {
+        None
     }
 }
 
@@ -376,8 +375,9 @@ fn classify(
         .into_iter()
         .flatten()
     {
-        if let Some(kind) = manifest_kind(candidate) {
-            return Ok((MediaType::from(candidate), kind));
+        let media_type = MediaType::from(candidate);
+        if let Some(kind) = manifest_kind(&media_type) {
+            return Ok((media_type, kind));
         }
     }
     match (shape.manifests.is_some(), shape.layers.is_some()) {
@@ -445,6 +445,7 @@ pub fn error_message(response: Response<Body>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::layout::docker;
 
     #[test]
     fn manifests_are_classified_by_field_header_or_shape() {

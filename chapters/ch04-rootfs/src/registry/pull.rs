@@ -22,6 +22,7 @@ use super::progress::{BlobProgress, Outcome, Progress};
 use super::reference::Reference;
 use super::verify::{Mismatch, VerifyingReader};
 use super::RegistryError;
+use crate::image::layout::select_platform;
 use crate::image::{ImageError, OciLayout};
 
 /// How to pull.
@@ -159,56 +160,6 @@ fn fetch_manifest(
         media_type: current.media_type.to_string(),
         hint: " (image indexes nested more than two deep)",
     })
-}
-
-/// The manifest in `index` for `os`/`arch`, attestations and `unknown/unknown` entries
-/// skipped; else the platforms offered.
-pub fn select_platform<'a>(
-    index: &'a ImageIndex,
-    os: &Os,
-    arch: &Arch,
-) -> Result<&'a Descriptor, String> {
-    let candidates: Vec<&Descriptor> = index
-        .manifests()
-        .iter()
-        .filter(|d| {
-            let attestation = d
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get("vnd.docker.reference.type"))
-                .is_some_and(|kind| kind == "attestation-manifest");
-            let unknown = d
-                .platform()
-                .as_ref()
-                .is_some_and(|p| p.os().to_string() == "unknown");
-            !attestation && !unknown
-        })
-        .collect();
-    candidates
-        .iter()
-        .find(|d| {
-            d.platform()
-                .as_ref()
-                .is_some_and(|p| p.os() == os && p.architecture() == arch)
-        })
-        .copied()
-        .ok_or_else(|| {
-            let offered: Vec<String> = candidates
-                .iter()
-                .map(|d| match d.platform() {
-                    Some(p) => match p.variant() {
-                        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
-                        None => format!("{}/{}", p.os(), p.architecture()),
-                    },
-                    None => format!("{} (no platform)", d.digest()),
-                })
-                .collect();
-            if offered.is_empty() {
-                "nothing".to_string()
-            } else {
-                offered.join(", ")
-            }
-        })
 }
 
 /// A manifest fetched by digest must hash to it (and have the descriptor's size).
