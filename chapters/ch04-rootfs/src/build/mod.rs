@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::BufWriter;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ use oci_spec::image::{
 };
 
 use crate::image::{OciLayout, ResolvedImage};
-use crate::store::LayerStore;
+use crate::store::{LayerStore, TempDir};
 
 pub use boxfile::{parse_boxfile, Base, Boxfile, Command, Instruction, InstructionKind, Stage};
 pub use busybox::{busybox_image, BUSYBOX_BOXFILE};
@@ -171,51 +170,8 @@ impl fmt::Display for StepEvent<'_> {
     }
 }
 
+/// Numbers the layer tars written in a build's work directory.
 static WORK_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The build's scratch space (`<cache_dir>/tmp/<id>`): layer tars being written, earlier
-/// stages' files for `COPY --from`. Removed when the build ends, however it ends.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create(cache_dir: &Path) -> Result<Self, BuildError> {
-        let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = cache_dir
-            .join("tmp")
-            .join(format!("build-{}-{n}", std::process::id()));
-        fs::create_dir_all(&path).map_err(|source| BuildError::Io {
-            action: "create the build's work directory",
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if fs::remove_dir_all(&self.0).is_err() {
-            // A stage's files may include read-only directories (0555): open them up, retry.
-            make_writable(&self.0);
-            let _ = fs::remove_dir_all(&self.0);
-        }
-        if let Some(tmp) = self.0.parent() {
-            let _ = fs::remove_dir(tmp); // only when no other build uses it
-        }
-    }
-}
-
-fn make_writable(dir: &Path) {
-    let Ok(meta) = fs::symlink_metadata(dir) else {
-        return;
-    };
-    if meta.is_dir() {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-        for child in fs::read_dir(dir).into_iter().flatten().flatten() {
-            make_writable(&child.path());
-        }
-    }
-}
 
 /// A finished stage.
 struct BuiltStage {
@@ -341,7 +297,9 @@ struct Builder<'a> {
     store: &'a LayerStore,
     file: String,
     cache: BuildCache,
-    work: WorkDir,
+    /// The build's scratch space (under `<cache_dir>/tmp`): layer tars being written, earlier
+    /// stages' files for `COPY --from`. Removed when the build ends, however it ends.
+    work: TempDir,
     mtime: u64,
     created: String,
     built: Vec<BuiltStage>,
@@ -368,6 +326,12 @@ pub fn build(mut options: BuildOptions) -> Result<BuildReport, BuildError> {
         path: options.cache_dir.clone(),
         source,
     })?;
+    let work_parent = options.cache_dir.join("tmp");
+    fs::create_dir_all(&work_parent).map_err(|source| BuildError::Io {
+        action: "create the build's temporary directory",
+        path: work_parent.clone(),
+        source,
+    })?;
     let mut on_step = options.on_step.take();
     let mtime = source_date_epoch();
     let mut builder = Builder {
@@ -376,7 +340,11 @@ pub fn build(mut options: BuildOptions) -> Result<BuildReport, BuildError> {
         store: options.store,
         file,
         cache: BuildCache::new(&options.cache_dir),
-        work: WorkDir::create(&options.cache_dir)?,
+        work: TempDir::create(&work_parent, "build").map_err(|source| BuildError::Io {
+            action: "create the build's work directory in",
+            path: work_parent.clone(),
+            source,
+        })?,
         mtime,
         created: rfc3339(mtime),
         built: Vec::new(),
@@ -667,7 +635,7 @@ impl Builder<'_> {
         fill: impl FnOnce(&mut LayerWriter<BufWriter<File>>) -> Result<(), StepError>,
     ) -> Result<CachedLayer, StepError> {
         let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.work.0.join(format!("layer-{n}.tar"));
+        let temp = self.work.path().join(format!("layer-{n}.tar"));
         let file = File::create(&temp).map_err(io_err("create", &temp))?;
         let mut layer = LayerWriter::new(BufWriter::new(file), self.mtime);
         let result = fill(&mut layer).and_then(|()| {
@@ -704,7 +672,7 @@ impl Builder<'_> {
             if let Some(files) = &self.built[i].files {
                 return Ok(files.clone());
             }
-            let target = self.work.0.join(format!("stage-{i}"));
+            let target = self.work.path().join(format!("stage-{i}"));
             LayerStore::flatten(self.layout, &self.built[i].image, &target)?;
             self.built[i].files = Some(target.clone());
             return Ok(target);
@@ -733,7 +701,7 @@ impl Builder<'_> {
         })?;
         let target = self
             .work
-            .0
+            .path()
             .join(format!("image-{}", self.image_files.len()));
         LayerStore::flatten(self.layout, &image, &target)?;
         self.image_files.insert(name.to_string(), target.clone());
