@@ -529,13 +529,10 @@ impl Builder<'_> {
             .created_by(instruction.text.clone());
         let layer = match entry.layer {
             Some(layer) => {
-                let desc = layer.descriptor().ok_or_else(|| {
-                    StepError::RunSetup(format!("cache entry {key} names a bad layer digest"))
-                })?;
-                let diff_id = crate::digest::parse(&layer.diff_id)
-                    .map_err(|e| StepError::RunSetup(e.to_string()))?;
-                state.layers.push((desc.clone(), diff_id.clone()));
-                Some((desc.digest().clone(), diff_id, desc.size()))
+                state
+                    .layers
+                    .push((layer.descriptor(), layer.diff_id.clone()));
+                Some((layer.digest, layer.diff_id, layer.size))
             }
             None => {
                 history = history.empty_layer(true);
@@ -652,9 +649,9 @@ impl Builder<'_> {
         let _ = fs::remove_file(&temp);
         let desc = stored?;
         Ok(CachedLayer {
-            digest: desc.digest().to_string(),
+            digest: desc.digest().clone(),
             size: desc.size(),
-            diff_id: desc.digest().to_string(),
+            diff_id: desc.digest().clone(),
         })
     }
     // ANCHOR_END: write_layer
