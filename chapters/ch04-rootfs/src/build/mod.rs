@@ -454,8 +454,8 @@ impl Builder<'_> {
             Base::Scratch => return Ok(StageState::from_image(None)),
             Base::Image(name) => name,
         };
-        if let Some(earlier) = self.stage_named(name) {
-            return Ok(StageState::from_image(Some(&earlier.image)));
+        if let Some(i) = self.stage_index(name) {
+            return Ok(StageState::from_image(Some(&self.built[i].image)));
         }
         let image = self.layout.resolve(name).map_err(|e| BuildError::Step {
             file: self.file.clone(),
@@ -466,12 +466,14 @@ impl Builder<'_> {
         Ok(StageState::from_image(Some(&image)))
     }
 
-    fn stage_named(&self, name: &str) -> Option<&BuiltStage> {
+    /// The earlier stage `name` names: by its alias (`AS build`, case-insensitive) or its
+    /// number. `None` for an image name.
+    fn stage_index(&self, name: &str) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
         self.built
             .iter()
-            .find(|s| s.alias.as_deref() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().and_then(|i| self.built.get(i)))
+            .position(|s| s.alias.as_deref() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < self.built.len()))
     }
 
     /// Runs one step (or takes it from the cache); returns (cached, layer).
@@ -659,13 +661,7 @@ impl Builder<'_> {
     /// The files of an earlier stage (or an image), for `COPY --from`: its layers unpacked on top
     /// of each other into the work directory, once.
     fn files_of(&mut self, name: &str) -> Result<PathBuf, StepError> {
-        let lower = name.to_ascii_lowercase();
-        let position = self
-            .built
-            .iter()
-            .position(|s| s.alias.as_deref() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < self.built.len()));
-        if let Some(i) = position {
+        if let Some(i) = self.stage_index(name) {
             if let Some(files) = &self.built[i].files {
                 return Ok(files.clone());
             }
