@@ -18,20 +18,13 @@ CMD [\"sh\"]\n";
 /// lays it out: the image in `data/oci`, unpacked layers in `data/layers`, the cache in
 /// `data/build-cache`, the build context in `data/context`. RUN needs root.
 pub fn busybox_image(data: &Path, tag: &str) -> Result<BuildReport, BuildError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BuildError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let context = data.join("context");
-    fs::create_dir_all(&context).map_err(io("create the build context", &context))?;
+    fs::create_dir_all(&context).map_err(BuildError::io("create the build context", &context))?;
     let busybox = labkit::find_static_busybox()?;
-    fs::copy(&busybox, context.join("busybox")).map_err(io("copy busybox into", &context))?;
+    fs::copy(&busybox, context.join("busybox"))
+        .map_err(BuildError::io("copy busybox into", &context))?;
     let boxfile = context.join("Boxfile");
-    fs::write(&boxfile, BUSYBOX_BOXFILE).map_err(io("write", &boxfile))?;
+    fs::write(&boxfile, BUSYBOX_BOXFILE).map_err(BuildError::io("write", &boxfile))?;
     let layout = OciLayout::create(data.join("oci")).map_err(BuildError::Image)?;
     let store = LayerStore::open(data.join("layers")).map_err(BuildError::Store)?;
     build(BuildOptions {

@@ -321,17 +321,13 @@ pub fn build(mut options: BuildOptions) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let boxfile = parse_boxfile(&text).map_err(|e| e.in_file(&file))?;
-    fs::create_dir_all(&options.cache_dir).map_err(|source| BuildError::Io {
-        action: "create the build cache",
-        path: options.cache_dir.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&options.cache_dir)
+        .map_err(BuildError::io("create the build cache", &options.cache_dir))?;
     let work_parent = options.cache_dir.join("tmp");
-    fs::create_dir_all(&work_parent).map_err(|source| BuildError::Io {
-        action: "create the build's temporary directory",
-        path: work_parent.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&work_parent).map_err(BuildError::io(
+        "create the build's temporary directory",
+        &work_parent,
+    ))?;
     let mut on_step = options.on_step.take();
     let mtime = source_date_epoch();
     let mut builder = Builder {
@@ -340,11 +336,10 @@ pub fn build(mut options: BuildOptions) -> Result<BuildReport, BuildError> {
         store: options.store,
         file,
         cache: BuildCache::new(&options.cache_dir),
-        work: TempDir::create(&work_parent, "build").map_err(|source| BuildError::Io {
-            action: "create the build's work directory in",
-            path: work_parent.clone(),
-            source,
-        })?,
+        work: TempDir::create(&work_parent, "build").map_err(BuildError::io(
+            "create the build's work directory in",
+            &work_parent,
+        ))?,
         mtime,
         created: rfc3339(mtime),
         built: Vec::new(),
