@@ -148,12 +148,68 @@ pub fn default_root() -> PathBuf {
 
 /// `<default_root>/layers`: the default [`LayerStore`].
 pub fn default_store_dir() -> PathBuf {
-    default_root().join("layers")
+    DataDir::default().layers_dir()
 }
 
 /// `<default_root>/oci`: the default [`OciLayout`] images are pulled, imported and built into.
 pub fn default_layout_dir() -> PathBuf {
-    default_root().join("oci")
+    DataDir::default().layout_dir()
+}
+
+/// boxlab's data directory (`ch04-rootfs --data DIR`), and the one place its layout is spelled:
+/// images in `DIR/oci`, unpacked layers in `DIR/layers`, the build cache in `DIR/build-cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl Default for DataDir {
+    /// [`default_root`].
+    fn default() -> Self {
+        Self::new(default_root())
+    }
+}
+
+impl DataDir {
+    /// The data directory at `root` (created as needed by the methods that open its parts).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `DIR/oci`: the [`OciLayout`] images are pulled, imported and built into.
+    pub fn layout_dir(&self) -> PathBuf {
+        self.root.join("oci")
+    }
+
+    /// `DIR/layers`: the [`LayerStore`].
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// `DIR/build-cache`: the builder's cache (and its work directories).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("build-cache")
+    }
+
+    /// The image layout, created if missing (to import, pull or build into).
+    pub fn create_layout(&self) -> Result<OciLayout, ImageError> {
+        OciLayout::create(self.layout_dir())
+    }
+
+    /// The image layout, which must exist (to read from).
+    pub fn open_layout(&self) -> Result<OciLayout, ImageError> {
+        OciLayout::open(self.layout_dir())
+    }
+
+    /// The layer store, created if missing.
+    pub fn store(&self) -> Result<LayerStore, StoreError> {
+        LayerStore::open(self.layers_dir())
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
