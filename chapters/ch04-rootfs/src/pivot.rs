@@ -2,17 +2,14 @@
 //! a container needs, and `pivot_root` into it, leaving no way back to the host's files.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 
-use crate::dev::populate_dev;
-use crate::unpack::resolve::{
-    clean_entry_name, make_dirs, resolve_dir_in_root, ResolveError, MAX_SYMLINKS,
-};
+use crate::dev::{add_dev_links, populate_dev};
+use crate::unpack::resolve::{clean_entry_name, make_dirs, resolve_dir_in_root};
 
 /// A root filesystem to switch into.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +92,7 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
         bind_device(root, device, &host_dev)?;
     }
     if !spec.own_sys {
-        mount_sys(&root.join("sys"))?;
+        mount_sys(&root.join("sys"), SYS_FLAGS)?;
     }
     for bind in &spec.binds {
         bind_into(root, bind)?;
@@ -147,7 +144,6 @@ fn mount_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(|e| format!("mount devpts on {}: {e}", pts.display()))?;
-    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| format!("symlink /dev/ptmx: {e}"))?;
 
     let shm = dev.join("shm");
     ensure_dir(&shm)?;
@@ -161,25 +157,25 @@ fn mount_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("mount tmpfs on {}: {e}", shm.display()))?;
 
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        symlink(target, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
-    }
-    Ok(())
+    add_dev_links(dev)
 }
 // ANCHOR_END: dev
 
-/// `/sys`, read-only. A fresh sysfs shows the container's own network namespace; where the
-/// kernel refuses one (a user namespace without its own network namespace), the host's is bound
-/// read-only instead.
-fn mount_sys(sys: &Path) -> Result<(), String> {
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if mount(Some("sysfs"), sys, Some("sysfs"), flags, None::<&str>).is_ok() {
-        return Ok(());
+/// The flags of the container's `/sys`: read-only, and nothing on it runs or acts as a device.
+pub const SYS_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// A sysfs on `sys` with `flags` ([`SYS_FLAGS`] here; chapter 6 passes its config's). A fresh
+/// sysfs shows the container's own network namespace; where the kernel refuses one with EPERM
+/// (a user namespace without its own network namespace), the host's `/sys` is bound instead,
+/// always read-only, as runc does.
+pub fn mount_sys(sys: &Path, flags: MsFlags) -> Result<(), String> {
+    match mount(Some("sysfs"), sys, Some("sysfs"), flags, None::<&str>) {
+        Ok(()) => return Ok(()),
+        Err(nix::errno::Errno::EPERM) => {}
+        Err(e) => return Err(format!("mount sysfs on {}: {e}", sys.display())),
     }
     mount(
         Some("/sys"),
@@ -188,8 +184,9 @@ fn mount_sys(sys: &Path) -> Result<(), String> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| format!("bind /sys on {}: {e}", sys.display()))?;
-    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    .map_err(|e| format!("bind /sys on {} (sysfs was refused): {e}", sys.display()))?;
+    let remount =
+        flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
     mount(None::<&str>, sys, None::<&str>, remount, None::<&str>)
         .map_err(|e| format!("remount {} read-only: {e}", sys.display()))
 }
@@ -254,15 +251,12 @@ fn bind_into(root: &Path, bind: &BindMount) -> Result<(), String> {
 pub fn mount_point_in_root(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, String> {
     let clean = clean_entry_name(target)
         .ok_or_else(|| format!("mount target {} leaves the root", target.display()))?;
-    let rel = resolve_dir_in_root(root, &clean).map_err(|e| match e {
-        ResolveError::Loop => format!(
-            "mount target {}: more than {MAX_SYMLINKS} symlinks under {}",
+    let rel = resolve_dir_in_root(root, &clean).map_err(|e| {
+        format!(
+            "resolving mount target {} under {}: {e}",
             target.display(),
             root.display()
-        ),
-        ResolveError::Io(path, e) => {
-            format!("mount target {}: {}: {e}", target.display(), path.display())
-        }
+        )
     })?;
     let parents = if dir {
         Some(rel.as_path())

@@ -41,12 +41,14 @@ pub fn clean_entry_name(name: &Path) -> Option<PathBuf> {
 }
 
 /// Why [`resolve_in_root`] failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// More than [`MAX_SYMLINKS`] symlinks on the way.
+    #[error("more than {MAX_SYMLINKS} symlinks on the way (a loop?)")]
     Loop,
     /// `lstat` or `readlink` failed for another reason than "not there".
-    Io(PathBuf, io::Error),
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, #[source] io::Error),
 }
 
 /// Resolves `rel` (already cleaned) inside `root`: every parent component is looked up in the
