@@ -263,18 +263,58 @@ impl OciLayout {
         reader: impl Read,
         media_type: MediaType,
     ) -> Result<Descriptor, ImageError> {
+        self.store_blob(reader, media_type, None)
+    }
+
+    /// [`put_blob`](Self::put_blob) for content that must be what `expected` describes (a
+    /// download): a byte past its size stops the copy at once (a hostile server cannot fill the
+    /// disk), and a wrong size or digest at the end is [`ImageError::BlobSize`] or
+    /// [`ImageError::BlobDigest`], with the temporary file deleted: nothing is stored.
+    pub fn put_blob_expecting(
+        &self,
+        reader: impl Read,
+        expected: &Descriptor,
+    ) -> Result<Descriptor, ImageError> {
+        self.store_blob(reader, expected.media_type().clone(), Some(expected))
+    }
+
+    fn store_blob(
+        &self,
+        reader: impl Read,
+        media_type: MediaType,
+        expected: Option<&Descriptor>,
+    ) -> Result<Descriptor, ImageError> {
         let (temp, mut file) = TempFile::create(&self.root.join("blobs"))?;
-        let mut hashing = HashingReader::new(reader);
+        let limit = expected.map_or(u64::MAX, |d| d.size().saturating_add(1));
+        let mut hashing = HashingReader::new(reader.take(limit));
         io::copy(&mut hashing, &mut file).map_err(|source| ImageError::Io {
             action: "copy blob content into",
             path: temp.path.clone(),
             source,
         })?;
-        file.sync_all()
-            .map_err(ImageError::io("sync", temp.path.clone()))?;
         let (_, digest, size) = hashing
             .finish()
             .map_err(ImageError::io("finish reading blob for", temp.path.clone()))?;
+        if let Some(expected) = expected {
+            // Checked before anything is named; `temp` deletes the file on the way out.
+            if size != expected.size() {
+                return Err(ImageError::BlobSize {
+                    digest: expected.digest().to_string(),
+                    path: temp.path.clone(),
+                    expected: expected.size(),
+                    actual: size,
+                });
+            }
+            if digest != expected.digest().as_ref() {
+                return Err(ImageError::BlobDigest {
+                    digest: expected.digest().to_string(),
+                    path: temp.path.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        file.sync_all()
+            .map_err(ImageError::io("sync", temp.path.clone()))?;
         let digest = digest::parse(&digest)?;
         let dest = self.blob_path(&digest);
         if let Some(dir) = dest.parent() {
@@ -814,6 +854,65 @@ mod tests {
         );
         desc.set_platform(Some(platform.build().unwrap()));
         desc
+    }
+
+    #[test]
+    fn a_blob_is_stored_only_if_it_is_what_its_descriptor_says() {
+        let scratch = labkit::ScratchDir::new("ch04-put-blob").unwrap();
+        let layout = OciLayout::create(scratch.join("oci")).unwrap();
+        let data = b"0123456789";
+        let desc = |size: u64, digest: Digest| Descriptor::new(MediaType::ImageLayer, size, digest);
+        let right = digest::sha256_bytes(data);
+        let stored = layout
+            .put_blob_expecting(&data[..], &desc(10, right.clone()))
+            .unwrap();
+        assert_eq!((stored.size(), stored.digest()), (10, &right));
+
+        let other = digest::sha256_bytes(b"9876543210");
+        let err = layout
+            .put_blob_expecting(&b"9876543211"[..], &desc(10, other.clone()))
+            .unwrap_err();
+        assert!(matches!(err, ImageError::BlobDigest { .. }), "{err}");
+        let long = layout
+            .put_blob_expecting(&data[..], &desc(4, other.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                long,
+                ImageError::BlobSize {
+                    expected: 4,
+                    actual: 5,
+                    ..
+                }
+            ),
+            "{long}"
+        );
+        let short = layout
+            .put_blob_expecting(&data[..], &desc(20, other.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                short,
+                ImageError::BlobSize {
+                    expected: 20,
+                    actual: 10,
+                    ..
+                }
+            ),
+            "{short}"
+        );
+        // Nothing of the three is stored, under any name, and no temporary file is left.
+        assert!(!layout.has_blob(&other));
+        let names: Vec<_> = fs::read_dir(scratch.join("oci/blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [right.digest()]);
+        let temps = fs::read_dir(scratch.join("oci/blobs"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "sha256")
+            .count();
+        assert_eq!(temps, 0);
     }
 
     #[test]
