@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ch02_namespaces::Isolation;
 use ch04_rootfs::build::{build, BuildOptions, BuildReport, StepEvent};
-use ch04_rootfs::image::OciLayout;
 use ch04_rootfs::image_run::prepare_image_container;
-use ch04_rootfs::store::LayerStore;
+use ch04_rootfs::store::DataDir;
 use ch04_rootfs::unpack::{unpack_layer, UnpackOptions};
 use labkit::ScratchDir;
 
@@ -32,7 +31,7 @@ pub fn run() -> Result<i32> {
         return Ok(0);
     }
     let scratch = ScratchDir::new("ch04-demo").context("making a scratch directory")?;
-    let (context, data) = (scratch.join("context"), scratch.join("data"));
+    let (context, data) = (scratch.join("context"), DataDir::new(scratch.join("data")));
     std::fs::create_dir_all(&context)?;
     std::fs::copy(labkit::find_static_busybox()?, context.join("busybox"))?;
     std::fs::write(context.join("Boxfile"), DEMO_BOXFILE)?;
@@ -79,13 +78,13 @@ pub fn run() -> Result<i32> {
 
 /// Builds `context` into the image store under `data`, printing each step as it happens.
 pub fn build_image(
-    data: &Path,
+    data: &DataDir,
     context: &Path,
     boxfile: Option<PathBuf>,
     tag: Option<String>,
 ) -> Result<BuildReport> {
-    let layout = OciLayout::create(data.join("oci"))?;
-    let store = LayerStore::open(data.join("layers"))?;
+    let layout = data.create_layout()?;
+    let store = data.store()?;
     let mut on_step = |event: &StepEvent| {
         if let StepEvent::Finished { .. } = event {
             println!("  {event}");
@@ -97,14 +96,14 @@ pub fn build_image(
         tag,
         layout: &layout,
         store: &store,
-        cache_dir: data.join("build-cache"),
+        cache_dir: data.cache_dir(),
         on_step: Some(&mut on_step),
     };
     Ok(build(options)?)
 }
 
-fn show_layers(data: &Path, reference: &str) -> Result<()> {
-    let layout = OciLayout::open(data.join("oci"))?;
+fn show_layers(data: &DataDir, reference: &str) -> Result<()> {
+    let layout = data.open_layout()?;
     let image = layout.resolve(reference)?;
     println!("  {reference} = manifest {}", image.manifest_digest);
     for (n, (layer, _diff_id)) in image.layers().enumerate() {
@@ -118,9 +117,9 @@ fn show_layers(data: &Path, reference: &str) -> Result<()> {
     Ok(())
 }
 
-fn run_image(data: &Path, reference: &str) -> Result<()> {
-    let layout = OciLayout::open(data.join("oci"))?;
-    let store = LayerStore::open(data.join("layers"))?;
+fn run_image(data: &DataDir, reference: &str) -> Result<()> {
+    let layout = data.open_layout()?;
+    let store = data.store()?;
     let (isolation, program, dir) = prepare_image_container(
         &layout,
         &store,

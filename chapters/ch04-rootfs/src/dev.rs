@@ -1,6 +1,7 @@
 //! The device nodes of a container's `/dev`.
 
-use std::fs::File;
+use std::fs::{self, File};
+use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -29,6 +30,28 @@ pub fn populate_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
             None::<&str>,
         )
         .map_err(|e| format!("bind {} on {}: {e}", host.display(), node.display()))?;
+    }
+    Ok(())
+}
+
+/// The links every `/dev` has besides its nodes: the process's own descriptors, and `ptmx` into
+/// the devpts instance mounted on `pts`.
+pub const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
+/// Creates [`DEV_LINKS`] in `dev`, leaving any that is already there (a `/dev` chapter 6's
+/// config mounted may have its own).
+pub fn add_dev_links(dev: &Path) -> Result<(), String> {
+    for (link, target) in DEV_LINKS {
+        let path = dev.join(link);
+        if fs::symlink_metadata(&path).is_err() {
+            symlink(target, &path).map_err(|e| format!("symlink {}: {e}", path.display()))?;
+        }
     }
     Ok(())
 }

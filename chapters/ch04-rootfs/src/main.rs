@@ -15,7 +15,7 @@ use ch04_rootfs::args::RootfsArgs;
 use ch04_rootfs::image::{import_archive, OciLayout};
 use ch04_rootfs::image_run::prepare_image_container;
 use ch04_rootfs::registry::{pull, push, PullOptions, PushOptions};
-use ch04_rootfs::store::LayerStore;
+use ch04_rootfs::store::DataDir;
 use ch04_rootfs::with_rootfs;
 use clap::{Parser, Subcommand};
 
@@ -137,10 +137,8 @@ struct DataArgs {
 }
 
 impl DataArgs {
-    fn root(&self) -> PathBuf {
-        self.data
-            .clone()
-            .unwrap_or_else(ch04_rootfs::store::default_root)
+    fn dir(&self) -> DataDir {
+        self.data.clone().map(DataDir::new).unwrap_or_default()
     }
 }
 
@@ -202,7 +200,7 @@ fn run_verb(verb: &Verb) -> Result<i32> {
             devices,
         } => demo::unpack_verb(layer, dir, digest.clone(), *devices),
         Verb::Import { archive, data } => {
-            let layout = OciLayout::create(data.root().join("oci"))?;
+            let layout = data.dir().create_layout()?;
             let imported = import_archive(archive, &layout)
                 .with_context(|| format!("importing {}", archive.display()))?;
             for image in imported {
@@ -216,7 +214,7 @@ fn run_verb(verb: &Verb) -> Result<i32> {
             insecure,
             data,
         } => {
-            let layout = OciLayout::create(data.root().join("oci"))?;
+            let layout = data.dir().create_layout()?;
             let options = PullOptions {
                 insecure: *insecure,
                 ..PullOptions::default()
@@ -239,7 +237,7 @@ fn run_verb(verb: &Verb) -> Result<i32> {
             insecure,
             data,
         } => {
-            let layout = open_layout(&data.root())?;
+            let layout = open_layout(&data.dir())?;
             let options = PushOptions {
                 insecure: *insecure,
                 progress: true,
@@ -261,8 +259,7 @@ fn run_verb(verb: &Verb) -> Result<i32> {
             file,
             data,
         } => {
-            let root = data.root();
-            let report = demo::build_image(&root, context, file.clone(), tag.clone())?;
+            let report = demo::build_image(&data.dir(), context, file.clone(), tag.clone())?;
             println!(
                 "built {} {}",
                 report
@@ -274,7 +271,7 @@ fn run_verb(verb: &Verb) -> Result<i32> {
             Ok(0)
         }
         Verb::Images { data } => {
-            let layout = open_layout(&data.root())?;
+            let layout = open_layout(&data.dir())?;
             println!(
                 "{:<32} {:<20} {:>7} {:>10}  created",
                 "NAME", "DIGEST", "LAYERS", "SIZE"
@@ -308,9 +305,9 @@ fn run_verb(verb: &Verb) -> Result<i32> {
                 isolation,
                 command,
             } = run.as_ref();
-            let root = data.root();
-            let layout = open_layout(&root)?;
-            let store = LayerStore::open(root.join("layers"))?;
+            let data = data.dir();
+            let layout = open_layout(&data)?;
+            let store = data.store()?;
             let resolved = limits.resolve()?;
             let on_layer = |diff_id: &str, cached: bool| {
                 let short: String = diff_id
@@ -350,11 +347,11 @@ fn run_verb(verb: &Verb) -> Result<i32> {
     }
 }
 
-fn open_layout(root: &std::path::Path) -> Result<OciLayout> {
-    OciLayout::open(root.join("oci")).with_context(|| {
+fn open_layout(data: &DataDir) -> Result<OciLayout> {
+    data.open_layout().with_context(|| {
         format!(
             "no image store at {}: import or pull an image first",
-            root.join("oci").display()
+            data.layout_dir().display()
         )
     })
 }

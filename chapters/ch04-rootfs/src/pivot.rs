@@ -2,14 +2,14 @@
 //! a container needs, and `pivot_root` into it, leaving no way back to the host's files.
 
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chdir, pivot_root};
 
-use crate::dev::populate_dev;
+use crate::dev::{add_dev_links, populate_dev};
+use crate::unpack::resolve::{clean_entry_name, make_dirs, resolve_dir_in_root};
 
 /// A root filesystem to switch into.
 #[derive(Debug, Clone, Default)]
@@ -89,10 +89,10 @@ pub fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
         mount_dev(&root.join("dev"), &host_dev)?;
     }
     for device in &spec.devices {
-        bind_device(&root.join("dev"), device, &host_dev)?;
+        bind_device(root, device, &host_dev)?;
     }
     if !spec.own_sys {
-        mount_sys(&root.join("sys"))?;
+        mount_sys(&root.join("sys"), SYS_FLAGS)?;
     }
     for bind in &spec.binds {
         bind_into(root, bind)?;
@@ -144,7 +144,6 @@ fn mount_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(|e| format!("mount devpts on {}: {e}", pts.display()))?;
-    symlink("pts/ptmx", dev.join("ptmx")).map_err(|e| format!("symlink /dev/ptmx: {e}"))?;
 
     let shm = dev.join("shm");
     ensure_dir(&shm)?;
@@ -158,25 +157,25 @@ fn mount_dev(dev: &Path, host_dev: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("mount tmpfs on {}: {e}", shm.display()))?;
 
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        symlink(target, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
-    }
-    Ok(())
+    add_dev_links(dev)
 }
 // ANCHOR_END: dev
 
-/// `/sys`, read-only. A fresh sysfs shows the container's own network namespace; where the
-/// kernel refuses one (a user namespace without its own network namespace), the host's is bound
-/// read-only instead.
-fn mount_sys(sys: &Path) -> Result<(), String> {
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if mount(Some("sysfs"), sys, Some("sysfs"), flags, None::<&str>).is_ok() {
-        return Ok(());
+/// The flags of the container's `/sys`: read-only, and nothing on it runs or acts as a device.
+pub const SYS_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// A sysfs on `sys` with `flags` ([`SYS_FLAGS`] here; chapter 6 passes its config's). A fresh
+/// sysfs shows the container's own network namespace; where the kernel refuses one with EPERM
+/// (a user namespace without its own network namespace), the host's `/sys` is bound instead,
+/// always read-only, as runc does.
+pub fn mount_sys(sys: &Path, flags: MsFlags) -> Result<(), String> {
+    match mount(Some("sysfs"), sys, Some("sysfs"), flags, None::<&str>) {
+        Ok(()) => return Ok(()),
+        Err(nix::errno::Errno::EPERM) => {}
+        Err(e) => return Err(format!("mount sysfs on {}: {e}", sys.display())),
     }
     mount(
         Some("/sys"),
@@ -185,20 +184,18 @@ fn mount_sys(sys: &Path) -> Result<(), String> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| format!("bind /sys on {}: {e}", sys.display()))?;
-    let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    .map_err(|e| format!("bind /sys on {} (sysfs was refused): {e}", sys.display()))?;
+    let remount =
+        flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
     mount(None::<&str>, sys, None::<&str>, remount, None::<&str>)
         .map_err(|e| format!("remount {} read-only: {e}", sys.display()))
 }
 
 /// Bind-mounts a host device node onto an empty file in the container's `/dev`; a node under
-/// the host's `/dev` is reached through `host_dev` (see [`enter_rootfs`]).
-fn bind_device(dev: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), String> {
-    let node = dev.join(&device.name);
-    if let Some(parent) = node.parent() {
-        ensure_dir(parent)?;
-    }
-    fs::File::create(&node).map_err(|e| format!("creating {}: {e}", node.display()))?;
+/// the host's `/dev` is reached through `host_dev` (see [`enter_rootfs`]). The node's path is
+/// resolved inside `root` like a bind's target: a caller's own `/dev` may hold symlinks.
+fn bind_device(root: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), String> {
+    let node = mount_point_in_root(root, &Path::new("/dev").join(&device.name), false)?;
     let source = match device.host.strip_prefix("/dev") {
         Ok(rest) => host_dev.join(rest),
         Err(_) => device.host.clone(),
@@ -216,29 +213,9 @@ fn bind_device(dev: &Path, device: &DeviceNode, host_dev: &Path) -> Result<(), S
 /// Bind-mounts `bind.source` at `bind.target` inside `root` (read-only if asked), creating the
 /// mount point as a file or directory to match the source.
 fn bind_into(root: &Path, bind: &BindMount) -> Result<(), String> {
-    let relative = bind.target.strip_prefix("/").unwrap_or(&bind.target);
-    if relative
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "bind target {} leaves the root",
-            bind.target.display()
-        ));
-    }
-    let target = root.join(relative);
     let source_meta = fs::metadata(&bind.source)
         .map_err(|e| format!("bind source {}: {e}", bind.source.display()))?;
-    if source_meta.is_dir() {
-        ensure_dir(&target)?;
-    } else {
-        if let Some(parent) = target.parent() {
-            ensure_dir(parent)?;
-        }
-        if fs::symlink_metadata(&target).is_err() {
-            fs::File::create(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
-        }
-    }
+    let target = mount_point_in_root(root, &bind.target, source_meta.is_dir())?;
     mount(
         Some(&bind.source),
         &target,
@@ -260,6 +237,57 @@ fn bind_into(root: &Path, bind: &BindMount) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ANCHOR: mount_point
+/// The host path of `target` (a path as the container will see it) under `root`, made ready to
+/// mount on: a directory if `dir`, else an empty file, with missing parents created.
+///
+/// This runs before `pivot_root`, while the host's files are still reachable, on a tree that
+/// came from an image. A plain `root.join(target)` would let an image's `usr -> /` turn a bind
+/// at `/usr/lib/x` into a file created on the host; so the path is resolved the way the unpacker
+/// resolves entries (symlinks followed as the container sees them, never above `root`), and
+/// only real directories are walked or created. Unlike the unpacker, the last component is
+/// followed too (inside the root), as runc does: `mount(2)` would follow it anyway.
+pub fn mount_point_in_root(root: &Path, target: &Path, dir: bool) -> Result<PathBuf, String> {
+    let clean = clean_entry_name(target)
+        .ok_or_else(|| format!("mount target {} leaves the root", target.display()))?;
+    let rel = resolve_dir_in_root(root, &clean).map_err(|e| {
+        format!(
+            "resolving mount target {} under {}: {e}",
+            target.display(),
+            root.display()
+        )
+    })?;
+    let parents = if dir {
+        Some(rel.as_path())
+    } else {
+        rel.parent()
+    };
+    make_dirs(root, parents.unwrap_or(Path::new("")), |_| {}).map_err(|(path, e)| {
+        format!(
+            "mount target {}: making directory {}: {e}",
+            target.display(),
+            path.display()
+        )
+    })?;
+    let host = root.join(&rel);
+    if !dir && fs::symlink_metadata(&host).is_err() {
+        // O_EXCL: never through a symlink, should one have appeared since the walk.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&host)
+            .map_err(|e| {
+                format!(
+                    "mount target {}: creating {}: {e}",
+                    target.display(),
+                    host.display()
+                )
+            })?;
+    }
+    Ok(host)
+}
+// ANCHOR_END: mount_point
 
 fn ensure_dir(dir: &Path) -> Result<(), String> {
     match fs::symlink_metadata(dir) {

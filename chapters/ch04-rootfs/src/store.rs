@@ -148,28 +148,90 @@ pub fn default_root() -> PathBuf {
 
 /// `<default_root>/layers`: the default [`LayerStore`].
 pub fn default_store_dir() -> PathBuf {
-    default_root().join("layers")
+    DataDir::default().layers_dir()
 }
 
 /// `<default_root>/oci`: the default [`OciLayout`] images are pulled, imported and built into.
 pub fn default_layout_dir() -> PathBuf {
-    default_root().join("oci")
+    DataDir::default().layout_dir()
+}
+
+/// boxlab's data directory (`ch04-rootfs --data DIR`), and the one place its layout is spelled:
+/// images in `DIR/oci`, unpacked layers in `DIR/layers`, the build cache in `DIR/build-cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl Default for DataDir {
+    /// [`default_root`].
+    fn default() -> Self {
+        Self::new(default_root())
+    }
+}
+
+impl DataDir {
+    /// The data directory at `root` (created as needed by the methods that open its parts).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `DIR/oci`: the [`OciLayout`] images are pulled, imported and built into.
+    pub fn layout_dir(&self) -> PathBuf {
+        self.root.join("oci")
+    }
+
+    /// `DIR/layers`: the [`LayerStore`].
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// `DIR/build-cache`: the builder's cache (and its work directories).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("build-cache")
+    }
+
+    /// The image layout, created if missing (to import, pull or build into).
+    pub fn create_layout(&self) -> Result<OciLayout, ImageError> {
+        OciLayout::create(self.layout_dir())
+    }
+
+    /// The image layout, which must exist (to read from).
+    pub fn open_layout(&self) -> Result<OciLayout, ImageError> {
+        OciLayout::open(self.layout_dir())
+    }
+
+    /// The layer store, created if missing.
+    pub fn store(&self) -> Result<LayerStore, StoreError> {
+        LayerStore::open(self.layers_dir())
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A directory under `<root>/tmp` removed on drop unless renamed into place.
-struct TempDir {
+/// A directory under `<root>/tmp` removed on drop (read-only directories inside included)
+/// unless renamed into place. The builder's scratch space is one too.
+pub(crate) struct TempDir {
     path: PathBuf,
     kept: bool,
 }
 
 impl TempDir {
-    fn create(parent: &Path, label: &str) -> Result<Self, StoreError> {
+    /// `<parent>/<label>.<pid>.<n>`; `parent` must exist. On error, the caller names `parent`.
+    pub(crate) fn create(parent: &Path, label: &str) -> io::Result<Self> {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = parent.join(format!("{label}.{}.{n}", std::process::id()));
-        fs::create_dir(&path).map_err(io_err("create temporary directory", &path))?;
+        fs::create_dir(&path)?;
         Ok(Self { path, kept: false })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -257,11 +319,11 @@ impl LayerStore {
         }
         if dir.exists() {
             // No record: a removal was interrupted. Move it out of the way, then unpack anew.
-            let junk = TempDir::create(&self.root.join("tmp"), "stale")?;
+            let junk = self.temp_dir("stale")?;
             let _ = fs::rename(&dir, junk.path.join("layer"));
         }
 
-        let temp = TempDir::create(&self.root.join("tmp"), digest::sha256_hex(diff_id)?)?;
+        let temp = self.temp_dir(digest::sha256_hex(diff_id)?)?;
         let rootfs = temp.path.join("rootfs");
         let is_root = nix::unistd::geteuid().is_root();
         let options = UnpackOptions {
@@ -322,6 +384,13 @@ impl LayerStore {
             .collect()
     }
 
+    /// A fresh directory under the store's `tmp/`, on the same filesystem as the layers so that
+    /// a finished one can be renamed into place.
+    fn temp_dir(&self, label: &str) -> Result<TempDir, StoreError> {
+        let tmp = self.root.join("tmp");
+        TempDir::create(&tmp, label).map_err(io_err("create a temporary directory in", &tmp))
+    }
+
     /// Removes the unpacked layer `diff_id`; false if the store did not have it. The caller
     /// makes sure no container uses it (no overlay mount has it as a lowerdir).
     pub fn remove(&self, diff_id: &Digest) -> Result<bool, StoreError> {
@@ -330,7 +399,7 @@ impl LayerStore {
             return Ok(false);
         }
         // Out of sha256/ in one step, so nobody sees a half-deleted layer; then delete.
-        let doomed = TempDir::create(&self.root.join("tmp"), "removing")?;
+        let doomed = self.temp_dir("removing")?;
         let inside = doomed.path.join("layer");
         fs::rename(&dir, &inside).map_err(io_err("move out of the store", &dir))?;
         remove_tree(&doomed.path).map_err(io_err("remove", &doomed.path))?;

@@ -14,6 +14,7 @@ use ch04_rootfs::build::{
     StepError,
 };
 use ch04_rootfs::image::OciLayout;
+use ch04_rootfs::image_run::CONTAINERS_DIR;
 use ch04_rootfs::store::LayerStore;
 use labkit::{find_static_busybox, require_root, ScratchDir};
 
@@ -569,7 +570,7 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 
 fn nothing_left_in_run_boxlab() {
     let prefix = format!("build-{}-", std::process::id());
-    let left: Vec<_> = fs::read_dir("/run/boxlab/containers")
+    let left: Vec<_> = fs::read_dir(CONTAINERS_DIR)
         .into_iter()
         .flatten()
         .flatten()
@@ -578,7 +579,7 @@ fn nothing_left_in_run_boxlab() {
     assert!(left.is_empty(), "left behind: {left:?}");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !mounts.contains(&format!("/run/boxlab/containers/{prefix}")),
+        !mounts.contains(&format!("{CONTAINERS_DIR}/{prefix}")),
         "{mounts}"
     );
 }

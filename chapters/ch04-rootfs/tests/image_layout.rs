@@ -4,90 +4,16 @@
 
 mod common;
 
+use common::{config_json, flip_a_byte, layer, store_image, store_image_with, ImageOptions};
+
 use std::fs;
 use std::path::Path;
 
 use ch04_rootfs::digest::sha256_bytes;
 use ch04_rootfs::image::{import_archive, ImageError, OciLayout, ANNOTATION_CONTAINERD_NAME};
 use labkit::ScratchDir;
-use oci_spec::image::{
-    Arch, Descriptor, Digest, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
-    RootFsBuilder,
-};
+use oci_spec::image::{Arch, Digest, MediaType, Os};
 use tar::{Builder, EntryType, Header};
-
-/// A layer tar holding `files` (path, content), all 0644, mtime fixed.
-fn layer(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut tar = Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        tar.append_data(&mut h, path, data.as_bytes()).unwrap();
-    }
-    tar.into_inner().unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
-
-/// Config JSON for `arch` with these diff_ids.
-fn config_json(arch: &str, diff_ids: &[Digest]) -> Vec<u8> {
-    let config = ImageConfigurationBuilder::default()
-        .architecture(Arch::from(arch))
-        .os(Os::Linux)
-        .created("2024-01-01T00:00:00Z")
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>())
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    serde_json::to_vec(&config).unwrap()
-}
-
-/// Stores layers (gzipped), config and manifest in `layout`; returns the manifest descriptor.
-/// `diff_ids` overrides the config's list (to build broken images).
-fn store_image(
-    layout: &OciLayout,
-    arch: &str,
-    layers: &[Vec<u8>],
-    diff_ids: Option<Vec<Digest>>,
-) -> Descriptor {
-    let mut descs = Vec::new();
-    let mut ids = Vec::new();
-    for tar in layers {
-        descs.push(
-            layout
-                .put_bytes(&gzip(tar), MediaType::ImageLayerGzip)
-                .unwrap(),
-        );
-        ids.push(sha256_bytes(tar));
-    }
-    let config = config_json(arch, &diff_ids.unwrap_or(ids));
-    let config = layout.put_bytes(&config, MediaType::ImageConfig).unwrap();
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config)
-        .layers(descs)
-        .build()
-        .unwrap();
-    layout
-        .put_json(&manifest, MediaType::ImageManifest)
-        .unwrap()
-}
 
 fn two_layers() -> Vec<Vec<u8>> {
     vec![
@@ -96,18 +22,11 @@ fn two_layers() -> Vec<Vec<u8>> {
     ]
 }
 
-fn flip_a_byte(path: &Path) {
-    let mut bytes = fs::read(path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn resolves_by_ref_name_and_by_digest() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
-    let desc = store_image(&layout, "amd64", &two_layers(), None);
+    let desc = store_image(&layout, Arch::Amd64, &two_layers());
     layout.add_to_index(&desc, Some("busybox:1.36")).unwrap();
 
     let layout = OciLayout::open(scratch.join("oci")).unwrap();
@@ -144,8 +63,8 @@ fn blobs_are_content_addressed_and_json_is_reproducible() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let a = OciLayout::create(scratch.join("a")).unwrap();
     let b = OciLayout::create(scratch.join("b")).unwrap();
-    let desc_a = store_image(&a, "amd64", &two_layers(), None);
-    let desc_b = store_image(&b, "amd64", &two_layers(), None);
+    let desc_a = store_image(&a, Arch::Amd64, &two_layers());
+    let desc_b = store_image(&b, Arch::Amd64, &two_layers());
     assert_eq!(desc_a, desc_b, "the same image must get the same digest");
 
     let again = a.put_bytes(b"hello", MediaType::ImageConfig).unwrap();
@@ -168,7 +87,7 @@ fn blobs_are_content_addressed_and_json_is_reproducible() {
 fn a_corrupted_blob_is_refused_naming_its_digest() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
-    let desc = store_image(&layout, "amd64", &two_layers(), None);
+    let desc = store_image(&layout, Arch::Amd64, &two_layers());
     layout.add_to_index(&desc, Some("img")).unwrap();
     let image = layout.resolve_for("img", &Os::Linux, &Arch::Amd64).unwrap();
 
@@ -193,7 +112,7 @@ fn a_corrupted_blob_is_refused_naming_its_digest() {
 fn a_blob_of_the_wrong_size_is_refused() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
-    let desc = store_image(&layout, "amd64", &two_layers(), None);
+    let desc = store_image(&layout, Arch::Amd64, &two_layers());
 
     // A descriptor that lies about the size.
     let mut lying = desc.clone();
@@ -236,11 +155,14 @@ fn diff_id_count_must_match_the_layers() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
     let layers = two_layers();
-    let desc = store_image(
+    let desc = store_image_with(
         &layout,
-        "amd64",
+        Arch::Amd64,
         &layers,
-        Some(vec![sha256_bytes(&layers[0])]),
+        ImageOptions {
+            diff_ids: Some(vec![sha256_bytes(&layers[0])]),
+            ..ImageOptions::default()
+        },
     );
     layout.add_to_index(&desc, Some("short")).unwrap();
     let err = layout
@@ -266,8 +188,8 @@ fn diff_id_count_must_match_the_layers() {
 fn a_multi_platform_index_gives_the_wanted_platform() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
-    let mut amd64 = store_image(&layout, "amd64", &two_layers(), None);
-    let mut arm64 = store_image(&layout, "arm64", &[layer(&[("arm", "64")])], None);
+    let mut amd64 = store_image(&layout, Arch::Amd64, &two_layers());
+    let mut arm64 = store_image(&layout, Arch::ARM64, &[layer(&[("arm", "64")])]);
     common::multi_platform_index(
         &layout,
         &mut [(&mut arm64, Arch::ARM64), (&mut amd64, Arch::Amd64)],
@@ -305,8 +227,8 @@ fn a_multi_platform_index_gives_the_wanted_platform() {
 fn a_tag_moves_to_the_new_image() {
     let scratch = ScratchDir::new("ch04-layout").unwrap();
     let layout = OciLayout::create(scratch.join("oci")).unwrap();
-    let old = store_image(&layout, "amd64", &two_layers(), None);
-    let new = store_image(&layout, "amd64", &[layer(&[("new", "1")])], None);
+    let old = store_image(&layout, Arch::Amd64, &two_layers());
+    let new = store_image(&layout, Arch::Amd64, &[layer(&[("new", "1")])]);
     layout.add_to_index(&old, Some("app:latest")).unwrap();
     layout.add_to_index(&old, Some("app:v1")).unwrap();
     layout.add_to_index(&new, Some("app:latest")).unwrap();
@@ -349,9 +271,9 @@ fn docker_archive(path: &Path, diff_id_override: Option<Digest>) -> (Vec<Vec<u8>
     if let Some(wrong) = diff_id_override {
         config_ids[1] = wrong;
     }
-    let config = config_json("amd64", &config_ids);
+    let config = config_json(Arch::Amd64, &config_ids);
     let config_name = format!("{}.json", sha256_bytes(&config).digest());
-    let other_config = config_json("amd64", &ids[..1]);
+    let other_config = config_json(Arch::Amd64, &ids[..1]);
     let other_name = format!("{}.json", sha256_bytes(&other_config).digest());
     let manifest = serde_json::json!([
         {"Config": config_name, "RepoTags": ["busybox:1.36"],
@@ -439,7 +361,7 @@ fn imports_an_oci_archive() {
     // in a tar. Make one with our own API, annotate it as containerd does, tar it up.
     let scratch = ScratchDir::new("ch04-archive").unwrap();
     let source = OciLayout::create(scratch.join("src")).unwrap();
-    let mut desc = store_image(&source, "amd64", &two_layers(), None);
+    let mut desc = store_image(&source, Arch::Amd64, &two_layers());
     let annotations = [(
         ANNOTATION_CONTAINERD_NAME.to_string(),
         "docker.io/library/busybox:latest".to_string(),

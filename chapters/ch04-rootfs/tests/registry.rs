@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::{flip_a_byte, layer, store_image, store_image_with, ImageOptions};
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -25,88 +27,10 @@ use ch04_rootfs::image::layout::docker;
 use ch04_rootfs::image::OciLayout;
 use ch04_rootfs::registry::{pull, push, PullOptions, PullReport, PushOptions, RegistryError};
 use labkit::{LocalRegistry, ScratchDir};
-use oci_spec::image::{
-    Arch, Descriptor, Digest, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
-    RootFsBuilder,
-};
-use tar::{Builder, EntryType, Header};
+use oci_spec::image::{Arch, Descriptor, Digest, MediaType, Os};
 
 // ---------------------------------------------------------------------------------------------
 // Images, built with the layout API
-
-/// A layer tar holding `files` (path, content).
-fn layer(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut tar = Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_700_000_000);
-        tar.append_data(&mut h, path, data.as_bytes()).unwrap();
-    }
-    tar.into_inner().unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
-
-/// Stores gzipped layers, a config for `arch` and a manifest; returns the manifest descriptor.
-fn store_image(layout: &OciLayout, arch: Arch, layers: &[Vec<u8>]) -> Descriptor {
-    store_image_as(layout, arch, layers, false)
-}
-
-/// [`store_image`] with OCI media types, or Docker schema 2's when `docker`.
-fn store_image_as(layout: &OciLayout, arch: Arch, layers: &[Vec<u8>], docker: bool) -> Descriptor {
-    let pick = |oci: MediaType, docker_type: &str| {
-        if docker {
-            MediaType::from(docker_type)
-        } else {
-            oci
-        }
-    };
-    let mut descs = Vec::new();
-    let mut diff_ids = Vec::new();
-    for tar in layers {
-        descs.push(
-            layout
-                .put_bytes(
-                    &gzip(tar),
-                    pick(MediaType::ImageLayerGzip, docker::LAYER_GZIP),
-                )
-                .unwrap(),
-        );
-        diff_ids.push(sha256_bytes(tar).to_string());
-    }
-    let config = ImageConfigurationBuilder::default()
-        .architecture(arch)
-        .os(Os::Linux)
-        .created("2024-01-01T00:00:00Z")
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(diff_ids)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let config = layout
-        .put_json(&config, pick(MediaType::ImageConfig, docker::CONFIG))
-        .unwrap();
-    let manifest_type = pick(MediaType::ImageManifest, docker::MANIFEST);
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(manifest_type.clone())
-        .config(config)
-        .layers(descs)
-        .build()
-        .unwrap();
-    layout.put_json(&manifest, manifest_type).unwrap()
-}
 
 /// A two-layer linux/amd64 image named `app:1` in a new layout; returns the manifest descriptor.
 fn source_image(scratch: &ScratchDir) -> (OciLayout, Descriptor) {
@@ -279,8 +203,24 @@ fn docker_schema2_manifests_and_lists_are_stored_as_they_are() {
     let scratch = ScratchDir::new("ch04-registry").unwrap();
     let source = OciLayout::create(scratch.join("source")).unwrap();
     let layers = [layer(&[("docker", "schema 2")])];
-    let mut amd64 = store_image_as(&source, Arch::Amd64, &layers, true);
-    let mut arm64 = store_image_as(&source, Arch::ARM64, &layers, true);
+    let mut amd64 = store_image_with(
+        &source,
+        Arch::Amd64,
+        &layers,
+        ImageOptions {
+            docker: true,
+            ..ImageOptions::default()
+        },
+    );
+    let mut arm64 = store_image_with(
+        &source,
+        Arch::ARM64,
+        &layers,
+        ImageOptions {
+            docker: true,
+            ..ImageOptions::default()
+        },
+    );
     let list = common::multi_platform_index(
         &source,
         &mut [(&mut amd64, Arch::Amd64), (&mut arm64, Arch::ARM64)],
@@ -330,10 +270,7 @@ fn a_corrupted_blob_in_the_registry_is_rejected() {
     // Flip a byte of the second layer where the filesystem driver keeps it (size unchanged).
     let victim = layers_of(&source, &manifest)[1].clone();
     let data = registry.blob_data_path(victim.digest().as_ref());
-    let mut bytes = fs::read(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    fs::write(&data, &bytes).unwrap();
+    let bytes = flip_a_byte(&data);
 
     let layout = OciLayout::create(scratch.join("pulled")).unwrap();
     let err = pull(&reference, &layout, &quiet()).unwrap_err();

@@ -1,6 +1,7 @@
 //! pivot_root, observed from inside: the host's files are gone, /proc shows only the container,
 //! /dev holds only the default devices, /sys is read-only; and nothing stays mounted on the host.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use labkit::{busybox_rootfs, require_root, ScratchDir};
@@ -292,4 +293,59 @@ fn extra_devices_and_read_only_binds_appear_inside() {
         std::fs::read_to_string(scratch.join("lib.so")).unwrap(),
         "not really a library"
     );
+}
+
+#[test]
+fn bind_targets_resolve_symlinks_inside_the_image() {
+    if !require_root("bind_targets_resolve_symlinks_inside_the_image") {
+        return;
+    }
+    use ch04_rootfs::pivot::{BindMount, RootfsSpec};
+    use std::io::Read;
+    use std::os::unix::fs::symlink;
+    let scratch = ScratchDir::new("rootfs-bind-escape").unwrap();
+    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    std::fs::write(scratch.join("lib.so"), "bound").unwrap();
+    // Two ways out of a hostile image, before pivot_root: `usr -> /`, so that
+    // `/usr/<scratch>/escaped` would be the host's `<scratch>/escaped`, and a link straight to
+    // a host directory. Both point into the scratch directory, so a failure leaks nothing.
+    std::fs::remove_dir_all(root.join("usr")).ok();
+    symlink("/", root.join("usr")).unwrap();
+    let outside = scratch.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    symlink(&outside, root.join("opt")).unwrap();
+    let through_usr =
+        Path::new("/usr").join(scratch.join("escaped/lib.so").strip_prefix("/").unwrap());
+    let bind = |target: &Path| BindMount {
+        source: scratch.join("lib.so"),
+        target: target.into(),
+        readonly: true,
+    };
+    let spec = RootfsSpec {
+        path: root.clone(),
+        binds: vec![bind(&through_usr), bind(Path::new("/opt/lib.so"))],
+        ..RootfsSpec::default()
+    };
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    let isolation = ch02_namespaces::Isolation::container_defaults().stdout(writer);
+    let isolation = ch04_rootfs::with_rootfs_spec(isolation, spec).unwrap();
+    let script = format!("cat {}; echo; cat /opt/lib.so", through_usr.display());
+    let child = isolation
+        .spawn(&ch01_process::exec::Program::new(&["sh", "-c", &script]).unwrap())
+        .unwrap();
+    drop(isolation);
+    let mut out = String::new();
+    std::fs::File::from(reader)
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    // The container sees both binds where its symlinks lead...
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["bound", "bound"]);
+    // ...the mount points were made inside the root...
+    let inside = |host: &Path| root.join(host.strip_prefix("/").unwrap());
+    assert!(inside(&scratch.join("escaped/lib.so")).is_file());
+    assert!(inside(&outside.join("lib.so")).is_file());
+    // ...and nothing outside it.
+    assert!(!scratch.join("escaped").exists());
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }

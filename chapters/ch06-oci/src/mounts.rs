@@ -12,11 +12,11 @@
 //! - `/proc` only takes procfs and `/dev` only a tmpfs (or devtmpfs), as runc insists: a bind of
 //!   some directory onto `/proc` would let a container fake or escape what the kernel shows.
 
-use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use ch04_rootfs::unpack::resolve::resolve_dir_in_root;
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
@@ -198,64 +198,17 @@ fn normalize(path: &Path) -> PathBuf {
 // ANCHOR: resolve
 /// Resolves `path` (as the container will see it) to a host path under `root`, following
 /// symlinks as if `root` were `/`: no symlink and no `..` can lead outside. Components that do
-/// not exist yet are appended as they are (the caller creates them).
+/// not exist yet are appended as they are (the caller creates them). This is chapter 4's walk,
+/// the one its unpacker uses for layer entries, one `lstat` per component.
 pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
-    let mut resolved: Vec<OsString> = Vec::new();
-    let mut pending: Vec<OsString> = components_of(path);
-    pending.reverse(); // a stack: the next component is last
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        if part == ".." {
-            resolved.pop(); // at the root, `..` is the root
-            continue;
-        }
-        if part == "." || part.is_empty() {
-            continue;
-        }
-        let here: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
-        match fs::symlink_metadata(&here) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(format!(
-                        "too many symlinks resolving {} inside the root",
-                        path.display()
-                    ));
-                }
-                let target = fs::read_link(&here)
-                    .map_err(|e| format!("reading symlink {}: {e}", here.display()))?;
-                if target.is_absolute() {
-                    resolved.clear();
-                }
-                let mut more = components_of(&target);
-                more.reverse();
-                pending.extend(more);
-            }
-            Ok(_) => resolved.push(part),
-            Err(_) => {
-                // Not there: this and the rest will be created as plain directories/files.
-                resolved.push(part);
-                while let Some(rest) = pending.pop() {
-                    if rest == ".." {
-                        resolved.pop();
-                    } else if rest != "." && !rest.is_empty() {
-                        resolved.push(rest);
-                    }
-                }
-            }
-        }
-    }
-    Ok(root.join(resolved.iter().collect::<PathBuf>()))
-}
-
-fn components_of(path: &Path) -> Vec<OsString> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::Normal(name) => Some(name.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect()
+    let rel = resolve_dir_in_root(root, path).map_err(|e| {
+        format!(
+            "resolving {} inside the root {}: {e}",
+            path.display(),
+            root.display()
+        )
+    })?;
+    Ok(root.join(rel))
 }
 // ANCHOR_END: resolve
 
@@ -356,6 +309,10 @@ fn mount_one(plan: &MountPlan, target: &Path) -> Result<(), String> {
             )
             .map_err(|e| format!("{what}: remount with its flags: {e}"))?;
         }
+    } else if plan.fstype.as_deref() == Some("sysfs") {
+        // A fresh sysfs needs its own network namespace (or root over the host's); chapter 4
+        // falls back to a read-only bind of the host's /sys, as runc does.
+        ch04_rootfs::pivot::mount_sys(target, plan.flags).map_err(|e| format!("{what}: {e}"))?;
     } else {
         let fstype = match plan.fstype.as_deref() {
             Some("cgroup") => cgroup_fstype(),
@@ -365,33 +322,14 @@ fn mount_one(plan: &MountPlan, target: &Path) -> Result<(), String> {
             .source
             .clone()
             .unwrap_or_else(|| PathBuf::from(&fstype));
-        let result = mount(
+        mount(
             Some(&source),
             target,
             Some(fstype.as_str()),
             plan.flags,
             data,
-        );
-        match result {
-            Ok(()) => {}
-            // A fresh sysfs needs its own network namespace (or root over the host's); runc
-            // falls back to a read-only bind of the host's /sys, and so do we.
-            Err(nix::errno::Errno::EPERM) if fstype == "sysfs" => {
-                mount(
-                    Some("/sys"),
-                    target,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(|e| format!("{what}: bind /sys instead: {e}"))?;
-                let flags =
-                    plan.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-                    .map_err(|e| format!("{what}: remount read-only: {e}"))?;
-            }
-            Err(e) => return Err(format!("{what}: {e}")),
-        }
+        )
+        .map_err(|e| format!("{what}: {e}"))?;
     }
     if !plan.propagation.is_empty() {
         mount(
@@ -420,19 +358,7 @@ fn cgroup_fstype() -> String {
 /// the `fd`, `stdin`, `stdout`, `stderr`, `ptmx` links.
 fn fill_dev(dev: &Path) -> Result<(), String> {
     ch04_rootfs::dev::populate_dev(dev, Path::new("/dev"))?;
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        let path = dev.join(link);
-        if fs::symlink_metadata(&path).is_err() {
-            symlink(target, &path).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
-        }
-    }
-    Ok(())
+    ch04_rootfs::dev::add_dev_links(dev)
 }
 
 // ANCHOR: devices
@@ -484,6 +410,7 @@ fn make_device(root: &Path, device: &LinuxDevice) -> Result<(), String> {
 mod tests {
     use super::*;
     use oci_spec::runtime::MountBuilder;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn options_become_flags_propagation_and_data() {

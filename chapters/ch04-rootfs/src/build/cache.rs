@@ -12,11 +12,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::digest;
 use crate::image::layout::canonical_json;
 use crate::image::OciLayout;
 
@@ -73,19 +72,37 @@ impl ConfigState {
 /// A layer a step made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedLayer {
-    /// `sha256:` of the blob.
-    pub digest: String,
+    /// The blob's digest.
+    #[serde(with = "sha256")]
+    pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
-    /// `sha256:` of the uncompressed tar (the same as `digest`: layers are stored uncompressed).
-    pub diff_id: String,
+    /// The digest of the uncompressed tar (the same as `digest`: layers are stored
+    /// uncompressed).
+    #[serde(with = "sha256")]
+    pub diff_id: Digest,
 }
 
 impl CachedLayer {
     /// The blob's descriptor.
-    pub fn descriptor(&self) -> Option<Descriptor> {
-        let digest = digest::parse(&self.digest).ok()?;
-        Some(Descriptor::new(MediaType::ImageLayer, self.size, digest))
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(MediaType::ImageLayer, self.size, self.digest.clone())
+    }
+}
+
+/// A digest in an entry's JSON: `sha256:<hex>`, checked with [`crate::digest::parse`] when read, so an
+/// entry with a bad one fails to parse and is a miss like any unreadable entry.
+mod sha256 {
+    use oci_spec::image::Digest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(digest: &Digest, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_str(digest)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Digest, D::Error> {
+        let text = String::deserialize(input)?;
+        crate::digest::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -129,9 +146,7 @@ impl BuildCache {
             return None;
         }
         if let Some(layer) = &entry.layer {
-            let desc = layer.descriptor()?;
-            digest::parse(&layer.diff_id).ok()?;
-            layout.open_blob(&desc).ok()?;
+            layout.open_blob(&layer.descriptor()).ok()?;
         }
         Some(entry)
     }
@@ -149,5 +164,35 @@ impl BuildCache {
         fs::rename(&temp, &path).inspect_err(|_| {
             let _ = fs::remove_file(&temp);
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_their_digests_and_refuse_bad_ones() {
+        let hex = "ab".repeat(32);
+        let json = |digest: &str| {
+            format!(
+                r#"{{"key":"k","instruction":"COPY . /","layer":{{"digest":"{digest}","size":3,"diff_id":"sha256:{hex}"}},"config":{{"env":[],"workdir":"","cmd":null}}}}"#
+            )
+        };
+        let good: CacheEntry = serde_json::from_str(&json(&format!("sha256:{hex}"))).unwrap();
+        let layer = good.layer.clone().unwrap();
+        assert_eq!(
+            layer.descriptor().digest().to_string(),
+            format!("sha256:{hex}")
+        );
+        let again: CacheEntry =
+            serde_json::from_slice(&serde_json::to_vec(&good).unwrap()).unwrap();
+        assert_eq!(again, good);
+        for bad in ["sha256:short", "sha512:abc", "nonsense"] {
+            assert!(
+                serde_json::from_str::<CacheEntry>(&json(bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -251,8 +251,8 @@ impl CopyPlan {
                 PlanKind::File { host, size } => {
                     hasher.update(format!("file {size}\0"));
                     let file = File::open(host).map_err(io_err("read", host))?;
-                    let mut hashing = HashWriter(&mut hasher);
-                    let copied = io::copy(&mut file.take(*size), &mut hashing)
+                    // Sha256 is an io::Write (sha2's `std` feature): stream the file into it.
+                    let copied = io::copy(&mut file.take(*size), &mut hasher)
                         .map_err(io_err("read", host))?;
                     if copied != *size {
                         return Err(StepError::Destination(format!(
@@ -280,18 +280,6 @@ impl CopyPlan {
             };
             written.map_err(io_err("write the layer entry", path))?;
         }
-        Ok(())
-    }
-}
-
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }

@@ -74,6 +74,19 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// A [`BuildError::Io`] for `action` on `path`, to hand to `map_err`.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| BuildError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
     /// The step's error, when a step failed.
     pub fn step_error(&self) -> Option<&StepError> {
         match self {

@@ -31,7 +31,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::BufWriter;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ use oci_spec::image::{
 };
 
 use crate::image::{OciLayout, ResolvedImage};
-use crate::store::LayerStore;
+use crate::store::{LayerStore, TempDir};
 
 pub use boxfile::{parse_boxfile, Base, Boxfile, Command, Instruction, InstructionKind, Stage};
 pub use busybox::{busybox_image, BUSYBOX_BOXFILE};
@@ -171,51 +170,8 @@ impl fmt::Display for StepEvent<'_> {
     }
 }
 
+/// Numbers the layer tars written in a build's work directory.
 static WORK_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The build's scratch space (`<cache_dir>/tmp/<id>`): layer tars being written, earlier
-/// stages' files for `COPY --from`. Removed when the build ends, however it ends.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create(cache_dir: &Path) -> Result<Self, BuildError> {
-        let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = cache_dir
-            .join("tmp")
-            .join(format!("build-{}-{n}", std::process::id()));
-        fs::create_dir_all(&path).map_err(|source| BuildError::Io {
-            action: "create the build's work directory",
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if fs::remove_dir_all(&self.0).is_err() {
-            // A stage's files may include read-only directories (0555): open them up, retry.
-            make_writable(&self.0);
-            let _ = fs::remove_dir_all(&self.0);
-        }
-        if let Some(tmp) = self.0.parent() {
-            let _ = fs::remove_dir(tmp); // only when no other build uses it
-        }
-    }
-}
-
-fn make_writable(dir: &Path) {
-    let Ok(meta) = fs::symlink_metadata(dir) else {
-        return;
-    };
-    if meta.is_dir() {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-        for child in fs::read_dir(dir).into_iter().flatten().flatten() {
-            make_writable(&child.path());
-        }
-    }
-}
 
 /// A finished stage.
 struct BuiltStage {
@@ -341,7 +297,9 @@ struct Builder<'a> {
     store: &'a LayerStore,
     file: String,
     cache: BuildCache,
-    work: WorkDir,
+    /// The build's scratch space (under `<cache_dir>/tmp`): layer tars being written, earlier
+    /// stages' files for `COPY --from`. Removed when the build ends, however it ends.
+    work: TempDir,
     mtime: u64,
     created: String,
     built: Vec<BuiltStage>,
@@ -363,11 +321,13 @@ pub fn build(mut options: BuildOptions) -> Result<BuildReport, BuildError> {
         source,
     })?;
     let boxfile = parse_boxfile(&text).map_err(|e| e.in_file(&file))?;
-    fs::create_dir_all(&options.cache_dir).map_err(|source| BuildError::Io {
-        action: "create the build cache",
-        path: options.cache_dir.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&options.cache_dir)
+        .map_err(BuildError::io("create the build cache", &options.cache_dir))?;
+    let work_parent = options.cache_dir.join("tmp");
+    fs::create_dir_all(&work_parent).map_err(BuildError::io(
+        "create the build's temporary directory",
+        &work_parent,
+    ))?;
     let mut on_step = options.on_step.take();
     let mtime = source_date_epoch();
     let mut builder = Builder {
@@ -376,7 +336,10 @@ pub fn build(mut options: BuildOptions) -> Result<BuildReport, BuildError> {
         store: options.store,
         file,
         cache: BuildCache::new(&options.cache_dir),
-        work: WorkDir::create(&options.cache_dir)?,
+        work: TempDir::create(&work_parent, "build").map_err(BuildError::io(
+            "create the build's work directory in",
+            &work_parent,
+        ))?,
         mtime,
         created: rfc3339(mtime),
         built: Vec::new(),
@@ -486,8 +449,8 @@ impl Builder<'_> {
             Base::Scratch => return Ok(StageState::from_image(None)),
             Base::Image(name) => name,
         };
-        if let Some(earlier) = self.stage_named(name) {
-            return Ok(StageState::from_image(Some(&earlier.image)));
+        if let Some(i) = self.stage_index(name) {
+            return Ok(StageState::from_image(Some(&self.built[i].image)));
         }
         let image = self.layout.resolve(name).map_err(|e| BuildError::Step {
             file: self.file.clone(),
@@ -498,12 +461,14 @@ impl Builder<'_> {
         Ok(StageState::from_image(Some(&image)))
     }
 
-    fn stage_named(&self, name: &str) -> Option<&BuiltStage> {
+    /// The earlier stage `name` names: by its alias (`AS build`, case-insensitive) or its
+    /// number. `None` for an image name.
+    fn stage_index(&self, name: &str) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
         self.built
             .iter()
-            .find(|s| s.alias.as_deref() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().and_then(|i| self.built.get(i)))
+            .position(|s| s.alias.as_deref() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < self.built.len()))
     }
 
     /// Runs one step (or takes it from the cache); returns (cached, layer).
@@ -561,13 +526,10 @@ impl Builder<'_> {
             .created_by(instruction.text.clone());
         let layer = match entry.layer {
             Some(layer) => {
-                let desc = layer.descriptor().ok_or_else(|| {
-                    StepError::RunSetup(format!("cache entry {key} names a bad layer digest"))
-                })?;
-                let diff_id = crate::digest::parse(&layer.diff_id)
-                    .map_err(|e| StepError::RunSetup(e.to_string()))?;
-                state.layers.push((desc.clone(), diff_id.clone()));
-                Some((desc.digest().clone(), diff_id, desc.size()))
+                state
+                    .layers
+                    .push((layer.descriptor(), layer.diff_id.clone()));
+                Some((layer.digest, layer.diff_id, layer.size))
             }
             None => {
                 history = history.empty_layer(true);
@@ -667,7 +629,7 @@ impl Builder<'_> {
         fill: impl FnOnce(&mut LayerWriter<BufWriter<File>>) -> Result<(), StepError>,
     ) -> Result<CachedLayer, StepError> {
         let n = WORK_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = self.work.0.join(format!("layer-{n}.tar"));
+        let temp = self.work.path().join(format!("layer-{n}.tar"));
         let file = File::create(&temp).map_err(io_err("create", &temp))?;
         let mut layer = LayerWriter::new(BufWriter::new(file), self.mtime);
         let result = fill(&mut layer).and_then(|()| {
@@ -684,9 +646,9 @@ impl Builder<'_> {
         let _ = fs::remove_file(&temp);
         let desc = stored?;
         Ok(CachedLayer {
-            digest: desc.digest().to_string(),
+            digest: desc.digest().clone(),
             size: desc.size(),
-            diff_id: desc.digest().to_string(),
+            diff_id: desc.digest().clone(),
         })
     }
     // ANCHOR_END: write_layer
@@ -694,17 +656,11 @@ impl Builder<'_> {
     /// The files of an earlier stage (or an image), for `COPY --from`: its layers unpacked on top
     /// of each other into the work directory, once.
     fn files_of(&mut self, name: &str) -> Result<PathBuf, StepError> {
-        let lower = name.to_ascii_lowercase();
-        let position = self
-            .built
-            .iter()
-            .position(|s| s.alias.as_deref() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < self.built.len()));
-        if let Some(i) = position {
+        if let Some(i) = self.stage_index(name) {
             if let Some(files) = &self.built[i].files {
                 return Ok(files.clone());
             }
-            let target = self.work.0.join(format!("stage-{i}"));
+            let target = self.work.path().join(format!("stage-{i}"));
             LayerStore::flatten(self.layout, &self.built[i].image, &target)?;
             self.built[i].files = Some(target.clone());
             return Ok(target);
@@ -733,7 +689,7 @@ impl Builder<'_> {
         })?;
         let target = self
             .work
-            .0
+            .path()
             .join(format!("image-{}", self.image_files.len()));
         LayerStore::flatten(self.layout, &image, &target)?;
         self.image_files.insert(name.to_string(), target.clone());

@@ -14,6 +14,7 @@ use oci_spec::image::Descriptor;
 use crate::image::OciLayout;
 use crate::unpack::resolve::clean_entry_name;
 use crate::unpack::whiteout::{parse_whiteout, Whiteout};
+use crate::unpack::Compression;
 
 use super::error::StepError;
 
@@ -87,15 +88,16 @@ pub fn layer_entries(
         source,
     };
     let mut file = layout.open_blob(layer)?;
-    let mut magic = [0u8; 4];
-    let n = file.read(&mut magic).map_err(read_err)?;
+    let mut head = Vec::with_capacity(4);
+    (&mut file)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
     file.seek(SeekFrom::Start(0)).map_err(read_err)?;
-    let reader: Box<dyn Read> = match &magic[..n] {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            Box::new(zstd::stream::read::Decoder::new(file).map_err(read_err)?)
-        }
-        _ => {
+    let reader: Box<dyn Read> = match Compression::detect(&head) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).map_err(read_err)?),
+        Compression::None => {
             // Plain tar: seek over file contents instead of reading them.
             let mut archive = tar::Archive::new(file);
             let entries = archive.entries_with_seek().map_err(read_err)?;

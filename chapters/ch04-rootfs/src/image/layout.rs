@@ -43,11 +43,13 @@ pub mod docker {
     pub const LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 }
 
-fn is_index(media_type: &MediaType) -> bool {
+/// True for an OCI image index or a Docker manifest list (one manifest per platform).
+pub(crate) fn is_index(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageIndex) || media_type.as_ref() == docker::MANIFEST_LIST
 }
 
-fn is_manifest(media_type: &MediaType) -> bool {
+/// True for an OCI image manifest or a Docker schema 2 manifest (a config and layers).
+pub(crate) fn is_manifest(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageManifest) || media_type.as_ref() == docker::MANIFEST
 }
 
@@ -261,18 +263,58 @@ impl OciLayout {
         reader: impl Read,
         media_type: MediaType,
     ) -> Result<Descriptor, ImageError> {
+        self.store_blob(reader, media_type, None)
+    }
+
+    /// [`put_blob`](Self::put_blob) for content that must be what `expected` describes (a
+    /// download): a byte past its size stops the copy at once (a hostile server cannot fill the
+    /// disk), and a wrong size or digest at the end is [`ImageError::BlobSize`] or
+    /// [`ImageError::BlobDigest`], with the temporary file deleted: nothing is stored.
+    pub fn put_blob_expecting(
+        &self,
+        reader: impl Read,
+        expected: &Descriptor,
+    ) -> Result<Descriptor, ImageError> {
+        self.store_blob(reader, expected.media_type().clone(), Some(expected))
+    }
+
+    fn store_blob(
+        &self,
+        reader: impl Read,
+        media_type: MediaType,
+        expected: Option<&Descriptor>,
+    ) -> Result<Descriptor, ImageError> {
         let (temp, mut file) = TempFile::create(&self.root.join("blobs"))?;
-        let mut hashing = HashingReader::new(reader);
+        let limit = expected.map_or(u64::MAX, |d| d.size().saturating_add(1));
+        let mut hashing = HashingReader::new(reader.take(limit));
         io::copy(&mut hashing, &mut file).map_err(|source| ImageError::Io {
             action: "copy blob content into",
             path: temp.path.clone(),
             source,
         })?;
-        file.sync_all()
-            .map_err(ImageError::io("sync", temp.path.clone()))?;
         let (_, digest, size) = hashing
             .finish()
             .map_err(ImageError::io("finish reading blob for", temp.path.clone()))?;
+        if let Some(expected) = expected {
+            // Checked before anything is named; `temp` deletes the file on the way out.
+            if size != expected.size() {
+                return Err(ImageError::BlobSize {
+                    digest: expected.digest().to_string(),
+                    path: temp.path.clone(),
+                    expected: expected.size(),
+                    actual: size,
+                });
+            }
+            if digest != expected.digest().as_ref() {
+                return Err(ImageError::BlobDigest {
+                    digest: expected.digest().to_string(),
+                    path: temp.path.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        file.sync_all()
+            .map_err(ImageError::io("sync", temp.path.clone()))?;
         let digest = digest::parse(&digest)?;
         let dest = self.blob_path(&digest);
         if let Some(dir) = dest.parent() {
@@ -479,8 +521,8 @@ impl OciLayout {
         Ok(image)
     }
 
-    /// The index entry a reference names.
-    fn find(&self, reference: &str) -> Result<(Descriptor, Option<String>), ImageError> {
+    /// The index entry a reference names (a name or a digest), and its ref name.
+    pub(crate) fn find(&self, reference: &str) -> Result<(Descriptor, Option<String>), ImageError> {
         let index = self.index()?;
         if reference.starts_with("sha256:") {
             let wanted = digest::parse(reference)?;
@@ -573,36 +615,14 @@ impl OciLayout {
                 return Ok(desc);
             }
             let index = self.read_index_blob(&desc)?;
-            let candidates: Vec<&Descriptor> = index
-                .manifests()
-                .iter()
-                .filter(|d| {
-                    d.annotations()
-                        .as_ref()
-                        .and_then(|a| a.get("vnd.docker.reference.type"))
-                        .is_none_or(|kind| kind != "attestation-manifest")
-                })
-                .collect();
-            let chosen = candidates.iter().find(|d| {
-                d.platform()
-                    .as_ref()
-                    .is_some_and(|p| p.os() == os && p.architecture() == arch)
-            });
-            desc = match chosen {
-                Some(d) => (*d).clone(),
-                None => {
+            desc = match select_platform(&index, os, arch) {
+                Ok(chosen) => chosen.clone(),
+                Err(available) => {
                     return Err(ImageError::NoPlatform {
                         reference: reference.to_string(),
                         index: desc.digest().to_string(),
                         wanted: format!("{os}/{arch}"),
-                        available: candidates
-                            .iter()
-                            .map(|d| match d.platform() {
-                                Some(p) => format!("{}/{}", p.os(), p.architecture()),
-                                None => format!("{} (no platform)", d.digest()),
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        available,
                     })
                 }
             };
@@ -740,6 +760,59 @@ impl OciLayout {
     }
 }
 
+// ANCHOR: select_platform
+/// The manifest in `index` for `os`/`arch`, attestations and `unknown/unknown` entries
+/// skipped (they are no image to run); else the platforms offered, variants included. Used for
+/// an index in a layout and for one a registry sends.
+pub(crate) fn select_platform<'a>(
+    index: &'a ImageIndex,
+    os: &Os,
+    arch: &Arch,
+) -> Result<&'a Descriptor, String> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|d| {
+            let attestation = d
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("vnd.docker.reference.type"))
+                .is_some_and(|kind| kind == "attestation-manifest");
+            let unknown = d
+                .platform()
+                .as_ref()
+                .is_some_and(|p| p.os().to_string() == "unknown");
+            !attestation && !unknown
+        })
+        .collect();
+    candidates
+        .iter()
+        .find(|d| {
+            d.platform()
+                .as_ref()
+                .is_some_and(|p| p.os() == os && p.architecture() == arch)
+        })
+        .copied()
+        .ok_or_else(|| {
+            let offered: Vec<String> = candidates
+                .iter()
+                .map(|d| match d.platform() {
+                    Some(p) => match p.variant() {
+                        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+                        None => format!("{}/{}", p.os(), p.architecture()),
+                    },
+                    None => format!("{} (no platform)", d.digest()),
+                })
+                .collect();
+            if offered.is_empty() {
+                "nothing".to_string()
+            } else {
+                offered.join(", ")
+            }
+        })
+}
+// ANCHOR_END: select_platform
+
 /// The `org.opencontainers.image.ref.name` of an index entry.
 pub fn ref_name_of(desc: &Descriptor) -> Option<&str> {
     desc.annotations()
@@ -760,5 +833,107 @@ fn describe_entry(desc: &Descriptor) -> String {
     match ref_name_of(desc) {
         Some(name) => format!("{name} ({})", desc.digest()),
         None => desc.digest().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::{ImageIndexBuilder, PlatformBuilder};
+
+    fn entry(os: Os, arch: Arch, variant: Option<&str>, n: u8) -> Descriptor {
+        let mut platform = PlatformBuilder::default().os(os).architecture(arch);
+        if let Some(v) = variant {
+            platform = platform.variant(v);
+        }
+        let hex = format!("{n:02x}").repeat(32);
+        let mut desc = Descriptor::new(
+            MediaType::ImageManifest,
+            1,
+            Digest::try_from(format!("sha256:{hex}")).unwrap(),
+        );
+        desc.set_platform(Some(platform.build().unwrap()));
+        desc
+    }
+
+    #[test]
+    fn a_blob_is_stored_only_if_it_is_what_its_descriptor_says() {
+        let scratch = labkit::ScratchDir::new("ch04-put-blob").unwrap();
+        let layout = OciLayout::create(scratch.join("oci")).unwrap();
+        let data = b"0123456789";
+        let desc = |size: u64, digest: Digest| Descriptor::new(MediaType::ImageLayer, size, digest);
+        let right = digest::sha256_bytes(data);
+        let stored = layout
+            .put_blob_expecting(&data[..], &desc(10, right.clone()))
+            .unwrap();
+        assert_eq!((stored.size(), stored.digest()), (10, &right));
+
+        let other = digest::sha256_bytes(b"9876543210");
+        let err = layout
+            .put_blob_expecting(&b"9876543211"[..], &desc(10, other.clone()))
+            .unwrap_err();
+        assert!(matches!(err, ImageError::BlobDigest { .. }), "{err}");
+        let long = layout
+            .put_blob_expecting(&data[..], &desc(4, other.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                long,
+                ImageError::BlobSize {
+                    expected: 4,
+                    actual: 5,
+                    ..
+                }
+            ),
+            "{long}"
+        );
+        let short = layout
+            .put_blob_expecting(&data[..], &desc(20, other.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(
+                short,
+                ImageError::BlobSize {
+                    expected: 20,
+                    actual: 10,
+                    ..
+                }
+            ),
+            "{short}"
+        );
+        // Nothing of the three is stored, under any name, and no temporary file is left.
+        assert!(!layout.has_blob(&other));
+        let names: Vec<_> = fs::read_dir(scratch.join("oci/blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [right.digest()]);
+        let temps = fs::read_dir(scratch.join("oci/blobs"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "sha256")
+            .count();
+        assert_eq!(temps, 0);
+    }
+
+    #[test]
+    fn platform_selection_skips_attestations_and_names_variants() {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .manifests(vec![
+                entry(Os::Linux, Arch::ARM64, Some("v8"), 1),
+                entry(
+                    Os::Other("unknown".into()),
+                    Arch::Other("unknown".into()),
+                    None,
+                    2,
+                ),
+                entry(Os::Linux, Arch::Amd64, None, 3),
+            ])
+            .build()
+            .unwrap();
+        let chosen = select_platform(&index, &Os::Linux, &Arch::Amd64).unwrap();
+        assert_eq!(chosen, &index.manifests()[2]);
+        let offered = select_platform(&index, &Os::Linux, &Arch::PowerPC64le).unwrap_err();
+        assert_eq!(offered, "linux/arm64/v8, linux/amd64");
     }
 }

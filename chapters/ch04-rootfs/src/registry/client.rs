@@ -27,8 +27,8 @@ use super::auth;
 use super::reference::Reference;
 use super::RegistryError;
 use crate::digest;
-use crate::image::layout::docker;
-use crate::image::MAX_JSON_BLOB;
+use crate::image::layout::{is_index, is_manifest};
+use crate::image::{ImageError, MAX_JSON_BLOB};
 
 /// What we ask a registry for when we fetch a manifest: every kind we can store.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -48,16 +48,15 @@ pub enum ManifestKind {
     Manifest,
 }
 
-/// The kind of a manifest media type; `None` for anything else.
-pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
-    match media_type {
-        "application/vnd.oci.image.index.v1+json" | docker::MANIFEST_LIST => {
-            Some(ManifestKind::Index)
-        }
-        "application/vnd.oci.image.manifest.v1+json" | docker::MANIFEST => {
-            Some(ManifestKind::Manifest)
-        }
-        _ => None,
+/// The kind of a manifest media type (OCI or Docker, as the layout tells them apart); `None` for
+/// anything else.
+pub fn manifest_kind(media_type: &MediaType) -> Option<ManifestKind> {
+    if is_index(media_type) {
+        Some(ManifestKind::Index)
+    } else if is_manifest(media_type) {
+        Some(ManifestKind::Manifest)
+    } else {
+        None
     }
 }
 
@@ -151,9 +150,18 @@ impl Client {
         headers: &[(&str, &str)],
         payload: Payload<'_>,
     ) -> Result<Response<Body>, RegistryError> {
+        // Our own URLs come from a checked reference; one that does not parse is a URL the
+        // registry sent (an upload's Location), and the error must say so.
+        let uri: http::Uri = url.parse().map_err(|e| RegistryError::BadRequest {
+            method: method.to_string(),
+            url: url.to_string(),
+            detail: format!(
+                "the registry sent this URL (as an upload's Location) and it is not a valid URL: {e}"
+            ),
+        })?;
         let mut fetched_token = false;
         loop {
-            let mut request = http::Request::builder().method(method).uri(url);
+            let mut request = http::Request::builder().method(method).uri(uri.clone());
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
@@ -164,17 +172,15 @@ impl Client {
                 Payload::Empty => request.body(()).map(|r| self.agent.run(r)),
                 Payload::Bytes(bytes) => request.body(bytes).map(|r| self.agent.run(r)),
                 Payload::File(path) => {
-                    let file = File::open(path).map_err(|source| RegistryError::Download {
-                        url: url.to_string(),
-                        received: 0,
-                        source,
-                    })?;
+                    let file = File::open(path).map_err(ImageError::io("open for upload", path))?;
                     request.body(file).map(|r| self.agent.run(r))
                 }
             }
-            .map_err(|e| RegistryError::BadReference {
-                given: url.to_string(),
-                reason: format!("it does not make a valid request URL: {e}"),
+            // The URL parsed: what is left is a header value (a media type from the layout).
+            .map_err(|e| RegistryError::BadRequest {
+                method: method.to_string(),
+                url: url.to_string(),
+                detail: e.to_string(),
             })?
             .map_err(|e| self.transport_error(method, url, e))?;
 
@@ -376,8 +382,9 @@ fn classify(
         .into_iter()
         .flatten()
     {
-        if let Some(kind) = manifest_kind(candidate) {
-            return Ok((MediaType::from(candidate), kind));
+        let media_type = MediaType::from(candidate);
+        if let Some(kind) = manifest_kind(&media_type) {
+            return Ok((media_type, kind));
         }
     }
     match (shape.manifests.is_some(), shape.layers.is_some()) {
@@ -445,7 +452,33 @@ pub fn error_message(response: Response<Body>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::layout::docker;
 
+    #[test]
+    fn request_errors_name_the_url_or_the_file() {
+        let reference = Reference::parse("127.0.0.1:1/x/y:1").unwrap();
+        let mut client = Client::new(&reference, true, auth::pull_scope("x/y"));
+        // A Location with a space: the registry's fault, not the reference's.
+        let bad = "http://127.0.0.1:1/v2/x/y/blobs/uploads/a b?digest=sha256:0";
+        let err = client.send("PUT", bad, &[], Payload::Empty).unwrap_err();
+        assert!(matches!(err, RegistryError::BadRequest { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(bad) && text.contains("the registry sent this URL"),
+            "{text}"
+        );
+        // A blob file that cannot be opened is named, and nothing is sent.
+        let missing = Path::new("/nonexistent/boxlab-blob");
+        let url = client.url("blobs/uploads/1");
+        let err = client
+            .send("PUT", &url, &[], Payload::File(missing))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("could not open for upload /nonexistent/boxlab-blob"),
+            "{text}"
+        );
+    }
     #[test]
     fn manifests_are_classified_by_field_header_or_shape() {
         let url = "http://r/v2/x/manifests/t";

@@ -159,6 +159,18 @@ pub enum RegistryError {
         hint: &'static str,
     },
 
+    /// A request could not be made: a URL the registry sent is not a valid URL, or a header
+    /// value is malformed.
+    #[error("could not make the request {method} {url}: {detail}")]
+    BadRequest {
+        /// The HTTP method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// What is wrong, and where it came from.
+        detail: String,
+    },
+
     /// A manifest or token response does not parse.
     #[error("{url} returned invalid {kind}: {detail}")]
     BadJson {

@@ -8,14 +8,13 @@
 //!   client: GET /v2/library/busybox/manifests/1.36 ── 401 ──> auth: Bearer token ──> retry
 //!        │   index (manifest list)? pick linux/amd64, GET its manifest by digest
 //!        ▼
-//!   pull: config + layers streamed into the OciLayout, each hashed on the way (verify),
+//!   pull: config + layers streamed into the OciLayout, each checked on the way,
 //!         a bar per blob (progress); manifests stored, then the name in index.json
 //! ```
 //!
 //! - [`reference`](mod@reference): `[registry[:port]/]repository[:tag][@digest]`, Docker Hub's defaults.
 //! - [`auth`]: the `WWW-Authenticate: Bearer` challenge and the anonymous token.
 //! - [`client`]: the distribution API for one repository: manifests, blobs, uploads.
-//! - [`verify`]: a reader that refuses content whose size or digest is not the descriptor's.
 //! - [`progress`]: indicatif bars on a terminal, a line per blob otherwise.
 //! - [`pull`](mod@pull), [`push`](mod@push): the two verbs.
 
@@ -26,7 +25,6 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
-pub mod verify;
 
 pub use error::RegistryError;
 pub use pull::{pull, PullOptions, PullReport};

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Every byte is checked against the digest that named it before it is kept: manifests are
-//! small and hashed whole, blobs are hashed as they stream to disk ([`super::verify`]).
+//! small and hashed whole, blobs are hashed as they stream to disk
+//! ([`OciLayout::put_blob_expecting`]).
 //! The manifests are stored last and the ref name added after them, so a pull that fails halfway
 //! leaves only verified blobs behind (reused by the next try), never a named, broken image.
 
@@ -20,8 +21,8 @@ use super::auth;
 use super::client::{Client, FetchedManifest, ManifestKind};
 use super::progress::{BlobProgress, Outcome, Progress};
 use super::reference::Reference;
-use super::verify::{Mismatch, VerifyingReader};
 use super::RegistryError;
+use crate::image::layout::select_platform;
 use crate::image::{ImageError, OciLayout};
 
 /// How to pull.
@@ -161,56 +162,6 @@ fn fetch_manifest(
     })
 }
 
-/// The manifest in `index` for `os`/`arch`, attestations and `unknown/unknown` entries
-/// skipped; else the platforms offered.
-pub fn select_platform<'a>(
-    index: &'a ImageIndex,
-    os: &Os,
-    arch: &Arch,
-) -> Result<&'a Descriptor, String> {
-    let candidates: Vec<&Descriptor> = index
-        .manifests()
-        .iter()
-        .filter(|d| {
-            let attestation = d
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get("vnd.docker.reference.type"))
-                .is_some_and(|kind| kind == "attestation-manifest");
-            let unknown = d
-                .platform()
-                .as_ref()
-                .is_some_and(|p| p.os().to_string() == "unknown");
-            !attestation && !unknown
-        })
-        .collect();
-    candidates
-        .iter()
-        .find(|d| {
-            d.platform()
-                .as_ref()
-                .is_some_and(|p| p.os() == os && p.architecture() == arch)
-        })
-        .copied()
-        .ok_or_else(|| {
-            let offered: Vec<String> = candidates
-                .iter()
-                .map(|d| match d.platform() {
-                    Some(p) => match p.variant() {
-                        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
-                        None => format!("{}/{}", p.os(), p.architecture()),
-                    },
-                    None => format!("{} (no platform)", d.digest()),
-                })
-                .collect();
-            if offered.is_empty() {
-                "nothing".to_string()
-            } else {
-                offered.join(", ")
-            }
-        })
-}
-
 /// A manifest fetched by digest must hash to it (and have the descriptor's size).
 fn check_manifest(
     doc: &FetchedManifest,
@@ -267,57 +218,55 @@ fn download_blob(
     bar: &BlobProgress,
 ) -> Result<u64, RegistryError> {
     let (response, url) = client.blob(desc.digest())?;
-    let body = NetworkReader(response.into_body().into_reader());
-    let mut verifying = VerifyingReader::new(bar.wrap(body), desc.digest(), desc.size());
-    // put_blob streams into a temporary file; when the verifying reader fails at the end,
-    // the temporary file is deleted and nothing is stored.
-    match layout.put_blob(&mut verifying, desc.media_type().clone()) {
+    let mut body = NetworkReader {
+        inner: response.into_body().into_reader(),
+        received: 0,
+    };
+    // put_blob_expecting streams into a temporary file and checks size and digest before the
+    // blob gets its name; on a mismatch the file is deleted and nothing is stored.
+    match layout.put_blob_expecting(bar.wrap(&mut body), desc) {
         Ok(stored) => Ok(stored.size()),
-        Err(e) => Err(store_error(e, url, desc, verifying.received())),
+        Err(e) => Err(store_error(e, url, body.received)),
     }
 }
 
 /// Why storing a download failed: the content was wrong, the connection broke, or the disk.
-fn store_error(e: ImageError, url: String, desc: &Descriptor, received: u64) -> RegistryError {
-    let ImageError::Io {
-        action,
-        path,
-        source,
-    } = e
-    else {
-        return e.into();
-    };
-    match Mismatch::from_io(&source) {
-        Some(Mismatch::Digest { expected, actual }) => RegistryError::DigestMismatch {
+fn store_error(e: ImageError, url: String, received: u64) -> RegistryError {
+    match e {
+        ImageError::BlobDigest { digest, actual, .. } => RegistryError::DigestMismatch {
             what: "blob",
             url,
-            expected: expected.clone(),
-            actual: actual.clone(),
+            expected: digest,
+            actual,
         },
-        Some(Mismatch::Size { expected, actual }) => RegistryError::SizeMismatch {
+        ImageError::BlobSize {
+            digest,
+            expected,
+            actual,
+            ..
+        } => RegistryError::SizeMismatch {
             what: "blob",
-            digest: desc.digest().to_string(),
+            digest,
             url,
-            expected: *expected,
-            actual: *actual,
+            expected,
+            actual,
         },
-        None if NetworkError::is(&source) => RegistryError::Download {
+        ImageError::Io { source, .. } if NetworkError::is(&source) => RegistryError::Download {
             url,
             received,
             source,
         },
-        None => ImageError::Io {
-            action,
-            path,
-            source,
-        }
-        .into(),
+        other => other.into(),
     }
 }
 // ANCHOR_END: fetch_blob
 
-/// Marks read errors of a response body as the network's (not the disk's).
-struct NetworkReader<R>(R);
+/// Marks read errors of a response body as the network's (not the disk's), and counts what
+/// arrived for the error.
+struct NetworkReader<R> {
+    inner: R,
+    received: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("the connection failed: {0}")]
@@ -333,8 +282,11 @@ impl NetworkError {
 
 impl<R: Read> Read for NetworkReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0
+        let n = self
+            .inner
             .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), NetworkError(e)))
+            .map_err(|e| io::Error::new(e.kind(), NetworkError(e)))?;
+        self.received += n as u64;
+        Ok(n)
     }
 }

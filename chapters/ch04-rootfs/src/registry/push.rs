@@ -17,8 +17,7 @@ use super::client::{manifest_kind, Client, ManifestKind};
 use super::progress::{Outcome, Progress};
 use super::reference::Reference;
 use super::RegistryError;
-use crate::image::layout::ref_name_of;
-use crate::image::{reference, ImageError, OciLayout, ANNOTATION_CONTAINERD_NAME};
+use crate::image::{ImageError, OciLayout};
 
 /// How to push.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +55,7 @@ pub fn push(
     options: &PushOptions,
 ) -> Result<PushReport, RegistryError> {
     let dest = Reference::parse(destination)?;
-    let top = find_entry(layout, image_ref_in_layout)?;
+    let (top, _) = layout.find(image_ref_in_layout)?;
     let object = match (dest.tag(), dest.digest()) {
         (_, Some(digest)) if digest != top.digest() => {
             return Err(RegistryError::BadReference {
@@ -88,33 +87,6 @@ pub fn push(
     Ok(pusher.report)
 }
 
-/// The `index.json` entry `name` names; falls back on [`OciLayout::resolve`] (a platform
-/// manifest inside an index, and the errors for no match or several).
-fn find_entry(layout: &OciLayout, name: &str) -> Result<Descriptor, RegistryError> {
-    let index = layout.index()?;
-    let mut found: Vec<&Descriptor> = Vec::new();
-    for desc in index.manifests() {
-        let by_digest = desc.digest().as_ref() == name;
-        let by_name = [
-            ref_name_of(desc),
-            desc.annotations()
-                .as_ref()
-                .and_then(|a| a.get(ANNOTATION_CONTAINERD_NAME))
-                .map(String::as_str),
-        ]
-        .into_iter()
-        .flatten()
-        .any(|stored| reference::matches(name, stored));
-        if (by_digest || by_name) && !found.iter().any(|d| d.digest() == desc.digest()) {
-            found.push(desc);
-        }
-    }
-    match found.as_slice() {
-        [one] => Ok((*one).clone()),
-        _ => Ok(layout.resolve(name)?.manifest_descriptor),
-    }
-}
-
 struct Pusher<'a> {
     client: &'a mut Client,
     layout: &'a OciLayout,
@@ -141,7 +113,7 @@ impl Pusher<'_> {
                 })
             }
         };
-        match manifest_kind(desc.media_type().as_ref()) {
+        match manifest_kind(desc.media_type()) {
             Some(ManifestKind::Index) if depth < 2 => {
                 let index =
                     ImageIndex::from_reader(&bytes[..]).map_err(bad_json("an image index"))?;

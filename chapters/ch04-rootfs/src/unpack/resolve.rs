@@ -41,12 +41,14 @@ pub fn clean_entry_name(name: &Path) -> Option<PathBuf> {
 }
 
 /// Why [`resolve_in_root`] failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// More than [`MAX_SYMLINKS`] symlinks on the way.
+    #[error("more than {MAX_SYMLINKS} symlinks on the way (a loop?)")]
     Loop,
     /// `lstat` or `readlink` failed for another reason than "not there".
-    Io(PathBuf, io::Error),
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, #[source] io::Error),
 }
 
 /// Resolves `rel` (already cleaned) inside `root`: every parent component is looked up in the
@@ -116,6 +118,16 @@ pub type EnsureError = (PathBuf, io::Error);
 /// the ones it creates as written by this layer. A component that exists and is not a real
 /// directory is an error (`ENOTDIR`): we never walk through a file or a symlink.
 pub fn ensure_dirs(root: &Path, rel: &Path, layer: &mut LayerPaths) -> Result<(), EnsureError> {
+    make_dirs(root, rel, |created| layer.record(created))
+}
+
+/// [`ensure_dirs`] for callers that keep no [`LayerPaths`] (chapter 4's mount points): calls
+/// `created` with each directory it makes, relative to `root`.
+pub fn make_dirs(
+    root: &Path,
+    rel: &Path,
+    mut created: impl FnMut(&Path),
+) -> Result<(), EnsureError> {
     let mut walked = PathBuf::new();
     for part in rel.iter() {
         walked.push(part);
@@ -129,7 +141,7 @@ pub fn ensure_dirs(root: &Path, rel: &Path, layer: &mut LayerPaths) -> Result<()
                     .mode(0o755)
                     .create(&host)
                     .map_err(|e| (host.clone(), e))?;
-                layer.record(&walked);
+                created(&walked);
             }
             Err(e) => return Err((host, e)),
         }
