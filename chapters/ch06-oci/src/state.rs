@@ -199,7 +199,7 @@ impl Container {
     /// has no `Paused`, so [`Container::status_name`] and `state` add it.
     pub fn paused(&self) -> bool {
         self.status() == ContainerState::Running
-            && crate::verbs::pause::Freezer::of(self).is_some_and(|f| f.is_frozen())
+            && crate::verbs::pause::freezer_of(self).is_some_and(|f| f.is_frozen())
     }
 
     /// `creating`, `created`, `running`, `paused` or `stopped`, as runc reports it.

@@ -170,7 +170,8 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             what: "pipe2".into(),
             errno,
         })?;
-    let cgroup = Cgroup::open(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
+    // Only to join: dropping this handle leaves the container's cgroup alone.
+    let cgroup = Cgroup::observe(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
     // The helper keeps only what it uses: the report pipe, the namespaces, the root and the
     // terminal's channel. Anything else of the runtime's stays out of the container.
     let mut keep: Vec<RawFd> = namespaces.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
@@ -190,15 +191,15 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             console,
             || command_main(&program, &steps, console),
         )
-    });
-    cgroup.keep();
-    let helper = helper.map_err(|errno| OciError::Sys {
+    })
+    .map_err(|errno| OciError::Sys {
         what: "forking the exec helper".into(),
         errno,
     })?;
-    drop(console_channel); // the command's copy is the one that matters now
-                           // The command sends the master before it execs; a command that fails first sends nothing,
-                           // and its end closes: then the report below says why.
+    // The command's copy of the terminal channel is the one that matters now.
+    drop(console_channel);
+    // The command sends the master before it execs; a command that fails first sends nothing,
+    // and its end closes: then the report below says why.
     let master = our_console_end.and_then(|ours| {
         crate::console::receive_fd(ours.as_fd())
             .map(|(master, _name)| master)
