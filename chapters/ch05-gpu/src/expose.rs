@@ -33,6 +33,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ch01_process::exec::{env_key, put_env};
 use ch04_rootfs::pivot::{BindMount, DeviceNode, RootfsSpec};
 
 use crate::discover::{DeviceInfo, Discovery};
@@ -244,11 +245,6 @@ fn search_path(dirs: &[PathBuf]) -> String {
         .join(":")
 }
 
-/// The key of a `KEY=value` pair.
-fn env_key(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(k, _)| k)
-}
-
 // ANCHOR: apply
 impl GpuPlan {
     /// Adds one host character device: its node for `/dev`, its numbers for the cgroup.
@@ -364,8 +360,7 @@ impl GpuPlan {
             }
         }
         for pair in other.env {
-            self.env.retain(|p| env_key(p) != env_key(&pair));
-            self.env.push(pair);
+            put_env(&mut self.env, pair);
         }
         for file in other.files {
             if !self.files.iter().any(|f| f.target == file.target) {

@@ -29,6 +29,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ch01_process::exec::put_env;
 use ch04_rootfs::image::OciLayout;
 use ch04_rootfs::store::{default_layout_dir, LayerStore};
 use ch05_gpu::discover::{discover, HostRoots};
@@ -305,14 +306,14 @@ impl ContainerBuilder {
         if !self.command.is_empty() {
             config["process"]["args"] = json!(self.command);
         }
-        let env = config["process"]["env"].as_array_mut();
-        let mut list: Vec<Value> = env.map(std::mem::take).unwrap_or_default();
+        let mut env: Vec<String> = config["process"]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pair| pair.as_str().map(str::to_string))
+            .collect();
         for (key, value) in &self.env {
-            list.retain(|e| {
-                !e.as_str()
-                    .is_some_and(|e| e.starts_with(&format!("{key}=")))
-            });
-            list.push(json!(format!("{key}={value}")));
+            put_env(&mut env, format!("{key}={value}"));
         }
         let resources = &mut config["linux"]["resources"];
         if let Some(limit) = &self.mem_limit {
@@ -334,9 +335,9 @@ impl ContainerBuilder {
         }
         if let Some(request) = &self.gpus {
             let plan = self.gpu_plan(request)?;
-            add_gpus(config, &mut list, &plan, bundle)?;
+            add_gpus(config, &mut env, &plan, bundle)?;
         }
-        config["process"]["env"] = Value::Array(list);
+        config["process"]["env"] = json!(env);
         Ok(())
     }
     // ANCHOR_END: builder_options
@@ -361,7 +362,7 @@ impl ContainerBuilder {
 /// allowed in the devices cgroup; the driver files bound read-only; the plan's environment.
 fn add_gpus(
     config: &mut Value,
-    env: &mut Vec<Value>,
+    env: &mut Vec<String>,
     plan: &GpuPlan,
     bundle: &Path,
 ) -> Result<(), OciError> {
@@ -422,11 +423,7 @@ fn add_gpus(
     }
     // Over the image's environment, as chapter 5 does: a PATH or LD_LIBRARY_PATH the image
     // has keeps its directories after the driver's; no key appears twice.
-    let base: Vec<String> = env
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    *env = plan.env_over(&base).into_iter().map(Value::from).collect();
+    *env = plan.env_over(env);
     Ok(())
 }
 // ANCHOR_END: builder_gpus

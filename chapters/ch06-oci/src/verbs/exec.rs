@@ -22,7 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use ch01_process::child::fork_child;
-use ch01_process::exec::{ExecError, Program};
+use ch01_process::exec::{put_env, ExecError, Program};
 use ch01_process::status::wait_for_end;
 use ch01_process::Exit;
 use ch02_namespaces::Namespace;
@@ -89,10 +89,8 @@ pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, 
     process.set_args(Some(opts.args.clone()));
     process.set_terminal(Some(opts.tty));
     let mut env = process.env().clone().unwrap_or_default();
-    for kv in &opts.env {
-        let key = kv.split('=').next().unwrap_or("");
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(kv.clone());
+    for pair in &opts.env {
+        put_env(&mut env, pair.as_str());
     }
     process.set_env(Some(env));
     if let Some(cwd) = &opts.cwd {
