@@ -64,6 +64,26 @@ pub enum LdCache {
     Ldconfig,
 }
 
+impl LdCache {
+    /// Refuses [`LdCache::Ldconfig`] for a container whose root filesystem is the host's own
+    /// `/`: `ldconfig` there would rewrite the host's `/etc/ld.so.cache`.
+    /// [`GpuPlan::extend_spec`] checks this for every caller; a command line can check it too
+    /// before discovery, which fails first on a host without a GPU.
+    pub fn check_rootfs(self, rootfs: &Path) -> Result<(), ExposeError> {
+        if self == LdCache::Ldconfig && is_host_root(rootfs) {
+            return Err(ExposeError::LdconfigOnHostRoot {
+                rootfs: rootfs.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether `rootfs` is the host's own `/` (by another name too: `/./`, a link to it).
+fn is_host_root(rootfs: &Path) -> bool {
+    fs::canonicalize(rootfs).is_ok_and(|p| p == Path::new("/"))
+}
+
 /// Options beyond the selection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanOptions {
@@ -116,6 +136,8 @@ pub enum ExposeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--ldconfig with --rootfs / ({rootfs} is the host's own root) would run ldconfig on the host's own files and rewrite its /etc/ld.so.cache; leave --ldconfig out (LD_LIBRARY_PATH is set instead)")]
+    LdconfigOnHostRoot { rootfs: PathBuf },
 }
 
 // ANCHOR: plan
@@ -263,8 +285,15 @@ impl GpuPlan {
 
     /// Adds the plan to chapter 4's root filesystem: device nodes, binds, and the generated
     /// files, written under `state_dir` (which must outlive the container's start) and bound
-    /// read-only — except into the host's own `/`, which needs none of them.
+    /// read-only — except into the host's own `/`, which needs none of them, and where
+    /// running `ldconfig` is refused.
     pub fn extend_spec(&self, spec: &mut RootfsSpec, state_dir: &Path) -> Result<(), ExposeError> {
+        let ld_cache = if self.run_ldconfig {
+            LdCache::Ldconfig
+        } else {
+            LdCache::LdLibraryPath
+        };
+        ld_cache.check_rootfs(&spec.path)?;
         for device in &self.devices {
             if !spec.devices.contains(device) {
                 spec.devices.push(device.clone());
@@ -277,9 +306,8 @@ impl GpuPlan {
         }
         // Into the host's own root, binding a generated file would first create its mount
         // point, an empty file left on the host; LD_LIBRARY_PATH carries the directories
-        // instead (`ch05-gpu` refuses --ldconfig with --rootfs /, which would rewrite the
-        // host's cache).
-        let host_root = fs::canonicalize(&spec.path).is_ok_and(|p| p == Path::new("/"));
+        // instead (--ldconfig, which would rewrite the host's cache, was refused above).
+        let host_root = is_host_root(&spec.path);
         for file in self.files.iter().filter(|_| !host_root) {
             let name = format!(
                 "boxlab-{}",

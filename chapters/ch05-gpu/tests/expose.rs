@@ -732,3 +732,29 @@ fn a_container_sees_only_the_chosen_gpu() {
         "not really libcuda"
     );
 }
+
+/// Every caller of `extend_spec` (not only the command line) gets the refusal: ldconfig into the
+/// host's own root would rewrite the host's linker cache.
+#[test]
+fn ldconfig_into_the_hosts_own_root_is_refused_by_the_plan() {
+    let plan = GpuPlan {
+        run_ldconfig: true,
+        ..GpuPlan::default()
+    };
+    let mut spec = RootfsSpec {
+        path: PathBuf::from("/./"),
+        ..RootfsSpec::default()
+    };
+    let scratch = ScratchDir::new("ch05-ldconfig-host").unwrap();
+    let err = plan.extend_spec(&mut spec, scratch.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("--ldconfig with --rootfs /"),
+        "{err}"
+    );
+    assert!(spec.binds.is_empty() && spec.devices.is_empty());
+    // Without ldconfig the host's root is fine (LD_LIBRARY_PATH carries the directories).
+    GpuPlan::default()
+        .extend_spec(&mut spec, scratch.path())
+        .unwrap();
+    assert!(LdCache::Ldconfig.check_rootfs(scratch.path()).is_ok());
+}
