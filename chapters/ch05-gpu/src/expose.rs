@@ -103,8 +103,9 @@ pub struct GeneratedFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuPlan {
     /// Host nodes to appear as `/dev/<name>` inside (same major, minor and mode: they are
-    /// bind-mounted, so they *are* the host's nodes).
-    pub devices: Vec<DeviceNode>,
+    /// bind-mounted, so they *are* the host's nodes), with the numbers and mode discovery read
+    /// (or a CDI spec gave), so that a runtime writing them elsewhere need not look again.
+    pub devices: Vec<DeviceInfo>,
     /// Driver libraries and programs (read-only), the MPS pipe directory (read-write).
     pub binds: Vec<BindMount>,
     /// `KEY=value` pairs for the container's environment.
@@ -271,16 +272,19 @@ fn search_path(dirs: &[PathBuf]) -> String {
 impl GpuPlan {
     /// Adds one host character device: its node for `/dev`, its numbers for the cgroup.
     pub fn add_device(&mut self, device: &DeviceInfo) {
-        let node = DeviceNode {
-            host: device.host.clone(),
-            name: device.name.clone(),
-        };
-        if !self.devices.contains(&node) {
-            self.devices.push(node);
+        if !self.has_node(device) {
+            self.devices.push(device.clone());
         }
         if !self.allow.contains(&(device.major, device.minor)) {
             self.allow.push((device.major, device.minor));
         }
+    }
+
+    /// Whether the plan already has this node (the same host node under the same name).
+    fn has_node(&self, device: &DeviceInfo) -> bool {
+        self.devices
+            .iter()
+            .any(|d| d.host == device.host && d.name == device.name)
     }
 
     /// Adds the plan to chapter 4's root filesystem: device nodes, binds, and the generated
@@ -295,8 +299,12 @@ impl GpuPlan {
         };
         ld_cache.check_rootfs(&spec.path)?;
         for device in &self.devices {
-            if !spec.devices.contains(device) {
-                spec.devices.push(device.clone());
+            let node = DeviceNode {
+                host: device.host.clone(),
+                name: device.name.clone(),
+            };
+            if !spec.devices.contains(&node) {
+                spec.devices.push(node);
             }
         }
         for bind in &self.binds {
@@ -373,7 +381,7 @@ impl GpuPlan {
     /// not repeated, and `other`'s environment wins on the same key.
     pub fn merge(&mut self, other: GpuPlan) {
         for device in other.devices {
-            if !self.devices.contains(&device) {
+            if !self.has_node(&device) {
                 self.devices.push(device);
             }
         }
