@@ -2,7 +2,6 @@
 //! at the start gate.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,15 +10,14 @@ use ch03_cgroups::{confine, detect, Cgroup};
 use ch04_rootfs::pivot::RootfsSpec;
 use ch04_rootfs::with_rootfs_spec;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode;
-use nix::unistd::{mkfifo, Pid};
+use nix::unistd::Pid;
 
 use crate::config::{load_bundle, plan_for, Bundle, Plan};
 use crate::console::RunConsole;
 use crate::hooks::CreateRuntimeServer;
 use crate::log;
 use crate::mounts::mount_all;
-use crate::state::{check_id, save_record, start_time, Record, Store, EXEC_FIFO};
+use crate::state::{check_id, make_fifo, save_record, start_time, Record, Store, EXEC_FIFO};
 use crate::verbs::Globals;
 use crate::OciError;
 
@@ -192,12 +190,7 @@ pub(crate) fn spawn(
     };
     save_record(&dir, &record)?;
     let fifo = dir.join(EXEC_FIFO);
-    mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| OciError::Sys {
-        what: format!("mkfifo {}", fifo.display()),
-        errno: e,
-    })?;
-    // mkfifo applies the umask; the gate must be writable by the container's user.
-    let _ = fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622));
+    make_fifo(&fifo)?;
 
     let layout = detect()?;
     let (cgroup, written) = Cgroup::create(&layout, &plan.cgroup, &plan.limits)?;
@@ -220,7 +213,7 @@ pub(crate) fn spawn(
     }
     if crate::hooks::needs_server(&hooks) {
         if !crate::hooks::Kind::StartContainer.of(&hooks).is_empty() {
-            crate::hooks::make_start_report(&dir)?;
+            make_fifo(&dir.join(crate::hooks::START_REPORT))?;
         }
         let state = oci_spec::runtime::StateBuilder::default()
             .version(bundle.spec.version().clone())
