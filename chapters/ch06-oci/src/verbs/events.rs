@@ -101,7 +101,11 @@ pub fn watch(store: &Store, id: &str, interval: Duration) -> Result<(), OciError
 
 /// `5s`, `500ms`, `1m`, or plain seconds.
 pub fn parse_interval(text: &str) -> Result<Duration, OciError> {
-    let bad = || OciError::invalid("--interval", text, "use a duration like 5s, 500ms or 1m");
+    let bad = || OciError::BadOption {
+        option: "--interval".into(),
+        value: text.into(),
+        hint: "use a duration like 5s, 500ms or 1m",
+    };
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, "s"), |i| text.split_at(i));
@@ -129,6 +133,10 @@ mod tests {
         assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_interval("0s").is_err());
-        assert!(parse_interval("soon").is_err());
+        let err = parse_interval("soon").unwrap_err().to_string();
+        assert!(
+            err.starts_with("option --interval = soon:") && !err.contains("config.json"),
+            "{err}"
+        );
     }
 }

@@ -77,6 +77,12 @@ pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, 
                 hint: "give the command to run in the process's \"args\"",
             });
         }
+        if let Some((field, value)) = nul_byte(&process) {
+            return Err(OciError::Config {
+                path: file.clone(),
+                reason: format!("{field} = {value:?} contains a NUL byte, {NUL_REASON}"),
+            });
+        }
         return Ok(process);
     }
     if opts.args.is_empty() {
@@ -96,7 +102,36 @@ pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, 
     if let Some(cwd) = &opts.cwd {
         process.set_cwd(cwd.clone());
     }
+    // A command line cannot hold a NUL byte: one here came from config.json.
+    if let Some((field, value)) = nul_byte(&process) {
+        return Err(OciError::invalid(
+            field,
+            value,
+            format!("contains a NUL byte, {NUL_REASON}"),
+        ));
+    }
     Ok(process)
+}
+
+const NUL_REASON: &str = "which no C string (and so no execve) can hold";
+
+/// The first of the process's strings with a NUL byte, named as in the OCI process
+/// (`process.env[2]`), with its value.
+fn nul_byte(process: &Process) -> Option<(String, String)> {
+    let first = |field: &str, list: &Option<Vec<String>>| {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .find(|(_, value)| value.contains('\0'))
+            .map(|(i, value)| (format!("process.{field}[{i}]"), value.clone()))
+    };
+    let cwd = process.cwd().to_string_lossy();
+    first("args", process.args())
+        .or_else(|| first("env", process.env()))
+        .or_else(|| {
+            cwd.contains('\0')
+                .then(|| ("process.cwd".into(), cwd.into_owned()))
+        })
 }
 
 /// Runs the process in container `id`. Returns its exit status (0 with `--detach`).
@@ -386,5 +421,43 @@ mod tests {
             vec!["PATH=/bin".to_string(), "A=2".to_string()]
         );
         assert_eq!(p.cwd(), Path::new("/tmp"));
+    }
+
+    #[test]
+    fn a_nul_byte_is_named_by_its_field_and_source() {
+        let mut template = Process::default();
+        template.set_env(Some(vec!["A=1".into(), "B=x\0y".into()]));
+        let opts = ExecOptions {
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        let err = build_process(&template, &opts).unwrap_err().to_string();
+        assert!(
+            err.contains("process.env[1]") && err.contains(r#""B=x\0y""#),
+            "{err}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("boxlab-exec-nul-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("process.json");
+        fs::write(
+            &file,
+            r#"{"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh", "a\u0000b"]}"#,
+        )
+        .unwrap();
+        let opts = ExecOptions {
+            process: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = build_process(&Process::default(), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&file.display().to_string())
+                && err.contains("process.args[1]")
+                && err.contains(r#""a\0b""#),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
