@@ -514,7 +514,8 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let root = std::env::temp_dir().join(format!("boxlab-open-{}", std::process::id()));
+        let scratch = labkit::ScratchDir::new("open").unwrap();
+        let root = scratch.path().to_path_buf();
         let layout = Layout::Hybrid {
             root: root.clone(),
             unified: root.join("unified"),
@@ -543,6 +544,5 @@ mod tests {
             pids.is_dir(),
             "dropping an observed handle removed the cgroup"
         );
-        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -103,8 +103,8 @@ mod tests {
     /// `cgroup.events` itself; here they already say what `set` waits for.
     #[test]
     fn set_writes_the_file_and_waits_for_the_state() {
-        let dir = std::env::temp_dir().join(format!("boxlab-freezer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = labkit::ScratchDir::new("freezer").unwrap();
+        let dir = scratch.path().to_path_buf();
 
         let v1 = Freezer::V1(dir.clone());
         v1.set(true).unwrap();
@@ -120,6 +120,5 @@ mod tests {
         let err = v2.set(false).unwrap_err().to_string();
         assert!(err.contains("cgroup.freeze did not settle to 0"), "{err}");
         assert!(start.elapsed() >= SETTLE_TIMEOUT);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

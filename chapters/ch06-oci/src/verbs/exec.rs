@@ -437,9 +437,8 @@ mod tests {
             "{err}"
         );
 
-        let dir = std::env::temp_dir().join(format!("boxlab-exec-nul-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("process.json");
+        let scratch = labkit::ScratchDir::new("exec-nul").unwrap();
+        let file = scratch.join("process.json");
         fs::write(
             &file,
             r#"{"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh", "a\u0000b"]}"#,
@@ -458,6 +457,5 @@ mod tests {
                 && err.contains(r#""a\0b""#),
             "{err}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
