@@ -43,6 +43,20 @@ fn describe_exec_errno(program: &str, errno: Errno) -> String {
     }
 }
 
+/// The key of a `KEY=value` environment pair (all of it when there is no `=`).
+pub fn env_key(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(key, _)| key)
+}
+
+/// Puts `pair` (`KEY=value`) over `env`: any entry with the same key goes, `pair` comes last.
+/// What `docker run -e`, `exec --env` and a CDI edit do to an image's environment; one key
+/// twice would leave which one wins to the program that reads it.
+pub fn put_env(env: &mut Vec<String>, pair: impl Into<String>) {
+    let pair = pair.into();
+    env.retain(|old| env_key(old) != env_key(&pair));
+    env.push(pair);
+}
+
 /// A program and its arguments, already converted to C strings.
 #[derive(Debug, Clone)]
 pub struct Program {

@@ -84,12 +84,37 @@ enum DirKind {
     HybridUnified,
 }
 
-/// A cgroup that exists on the host. Dropping it removes it (killing anything still inside).
+// ANCHOR: tops
+/// Where each directory of a cgroup goes on `layout`: the top of its hierarchy and its kind —
+/// one per v1 controller (plus the controller-less cgroup2 twin on a hybrid host), or the one
+/// v2 tree. `create` makes these directories and `open` looks for them, so both walk this list.
+fn tops(layout: &Layout) -> Vec<(PathBuf, DirKind)> {
+    match layout {
+        Layout::V1 { root } | Layout::Hybrid { root, .. } => {
+            let mut tops: Vec<_> = V1Controller::ALL
+                .into_iter()
+                .map(|controller| (root.join(controller.name()), DirKind::V1(controller)))
+                .collect();
+            if let Layout::Hybrid { unified, .. } = layout {
+                tops.push((unified.clone(), DirKind::HybridUnified));
+            }
+            tops
+        }
+        Layout::V2 { root } => vec![(root.clone(), DirKind::V2)],
+    }
+}
+// ANCHOR_END: tops
+
+/// A cgroup that exists on the host. A handle from [`Cgroup::create`] or [`Cgroup::open`] owns
+/// it: dropping the handle removes the cgroup (killing anything still inside). One from
+/// [`Cgroup::observe`] does not.
 #[derive(Debug)]
 pub struct Cgroup {
     layout: Layout,
     path: CgroupPath,
     dirs: Vec<Dir>,
+    /// Whether dropping the handle removes the cgroup.
+    owned: bool,
     removed: bool,
 }
 
@@ -109,13 +134,13 @@ impl Cgroup {
             layout: layout.clone(),
             path: path.clone(),
             dirs: Vec::new(),
+            owned: true,
             removed: false,
         };
         let mut written = Vec::new();
-        match layout {
-            Layout::V1 { root } | Layout::Hybrid { root, .. } => {
-                for controller in V1Controller::ALL {
-                    let top = root.join(controller.name());
+        for (top, kind) in tops(layout) {
+            let (dir, prepared) = match kind {
+                DirKind::V1(controller) => {
                     if !top.is_dir() {
                         if controller.required_by(limits) {
                             return Err(CgroupError::ControllerMissing {
@@ -126,52 +151,48 @@ impl Cgroup {
                         }
                         continue;
                     }
-                    let (dir, prepared) = make_dirs(&top, &relative, |level| match controller {
+                    make_dirs(&top, &relative, |level| match controller {
                         V1Controller::Cpuset => v1::cpuset::inherit_from_parent(level),
                         _ => Ok(Vec::new()),
-                    })?;
-                    written.extend(prepared);
-                    cgroup.dirs.push(Dir {
-                        path: dir,
-                        top,
-                        kind: DirKind::V1(controller),
-                    });
+                    })?
                 }
-                if let Layout::Hybrid { unified, .. } = layout {
-                    let (dir, _) = make_dirs(unified, &relative, |_| Ok(Vec::new()))?;
-                    cgroup.dirs.push(Dir {
-                        path: dir,
-                        top: unified.clone(),
-                        kind: DirKind::HybridUnified,
-                    });
+                // No controllers there: nothing to prepare.
+                DirKind::HybridUnified => make_dirs(&top, &relative, |_| Ok(Vec::new()))?,
+                DirKind::V2 => {
+                    let (wanted, required) = v2::controllers_for(limits);
+                    make_dirs(&top, &relative, |level| {
+                        // The level's parent passes the controllers down to it.
+                        let parent = level.parent().unwrap_or(&top);
+                        v2::enable_controllers(&top, &[parent], &wanted, &required)
+                    })?
                 }
-                for dir in &cgroup.dirs {
-                    written.extend(match dir.kind {
-                        DirKind::V1(V1Controller::Memory) => v1::memory::apply(&dir.path, limits)?,
-                        DirKind::V1(V1Controller::Cpu) => v1::cpu::apply(&dir.path, limits)?,
-                        DirKind::V1(V1Controller::Pids) => v1::pids::apply(&dir.path, limits)?,
-                        DirKind::V1(V1Controller::Cpuset) => v1::cpuset::apply(&dir.path, limits)?,
-                        _ => Vec::new(),
-                    });
+            };
+            written.extend(prepared);
+            cgroup.dirs.push(Dir {
+                path: dir,
+                top,
+                kind,
+            });
+        }
+        // The limits, once every directory exists.
+        for dir in &cgroup.dirs {
+            let path = &dir.path;
+            match dir.kind {
+                DirKind::V1(V1Controller::Memory) => {
+                    written.extend(v1::memory::apply(path, limits)?)
                 }
-            }
-            Layout::V2 { root } => {
-                let (wanted, required) = v2::controllers_for(limits);
-                let (dir, prepared) = make_dirs(root, &relative, |level| {
-                    // The level's parent passes the controllers down to it.
-                    let parent = level.parent().unwrap_or(root);
-                    v2::enable_controllers(root, &[parent], &wanted, &required)
-                })?;
-                written.extend(prepared);
-                cgroup.dirs.push(Dir {
-                    path: dir.clone(),
-                    top: root.clone(),
-                    kind: DirKind::V2,
-                });
-                written.extend(v2::memory::apply(&dir, limits)?);
-                written.extend(v2::cpu::apply(&dir, limits)?);
-                written.extend(v2::pids::apply(&dir, limits)?);
-                written.extend(v2::cpuset::apply(&dir, limits)?);
+                DirKind::V1(V1Controller::Cpu) => written.extend(v1::cpu::apply(path, limits)?),
+                DirKind::V1(V1Controller::Pids) => written.extend(v1::pids::apply(path, limits)?),
+                DirKind::V1(V1Controller::Cpuset) => {
+                    written.extend(v1::cpuset::apply(path, limits)?)
+                }
+                DirKind::V2 => {
+                    written.extend(v2::memory::apply(path, limits)?);
+                    written.extend(v2::cpu::apply(path, limits)?);
+                    written.extend(v2::pids::apply(path, limits)?);
+                    written.extend(v2::cpuset::apply(path, limits)?);
+                }
+                _ => {}
             }
         }
         Ok((cgroup, written))
@@ -184,52 +205,49 @@ impl Cgroup {
     /// exists — per v1 hierarchy, the cgroup2 twin on a hybrid host, or the one v2 directory —
     /// and creates nothing. Errors if none exists.
     ///
-    /// Like a created one, the handle removes the cgroup when dropped: call [`Cgroup::keep`] to
-    /// only look.
+    /// Like a created one, the handle removes the cgroup when dropped: to only look, use
+    /// [`Cgroup::observe`] (or call [`Cgroup::keep`]).
     pub fn open(layout: &Layout, path: &CgroupPath) -> Result<Cgroup, CgroupError> {
         let base = delegated_base(layout, geteuid(), &own_v2_cgroup())?;
         let relative = base.join(path.as_path());
-        let mut dirs = Vec::new();
-        let mut add = |top: PathBuf, kind: DirKind| {
-            let dir = top.join(&relative);
-            if dir.is_dir() {
-                dirs.push(Dir {
-                    path: dir,
-                    top,
-                    kind,
-                });
-            }
-        };
-        match layout {
-            Layout::V1 { root } | Layout::Hybrid { root, .. } => {
-                for controller in V1Controller::ALL {
-                    add(root.join(controller.name()), DirKind::V1(controller));
-                }
-                if let Layout::Hybrid { unified, .. } = layout {
-                    add(unified.clone(), DirKind::HybridUnified);
-                }
-            }
-            Layout::V2 { root } => add(root.clone(), DirKind::V2),
-        }
-        if dirs.is_empty() {
-            return Err(CgroupError::Read {
-                file: layout.root().join(&relative),
-                reason: format!("cgroup {path} does not exist on this host"),
+        let (found, missing): (Vec<_>, Vec<_>) = tops(layout)
+            .into_iter()
+            .map(|(top, kind)| Dir {
+                path: top.join(&relative),
+                top,
+                kind,
+            })
+            .partition(|dir| dir.path.is_dir());
+        if found.is_empty() {
+            return Err(CgroupError::NotFound {
+                path: path.to_string(),
+                checked: missing.into_iter().map(|dir| dir.path).collect(),
             });
         }
         Ok(Cgroup {
             layout: layout.clone(),
             path: path.clone(),
-            dirs,
+            dirs: found,
+            owned: true,
             removed: false,
         })
     }
     // ANCHOR_END: open
 
+    /// Opens the existing cgroup `path` as [`Cgroup::open`] does, but only to look and to act on
+    /// what is inside (read usage, list or add processes, freeze): dropping this handle leaves
+    /// the cgroup as it is, so an early return cannot take a container's cgroup with it. Only an
+    /// explicit [`Cgroup::remove`] removes it.
+    pub fn observe(layout: &Layout, path: &CgroupPath) -> Result<Cgroup, CgroupError> {
+        let mut cgroup = Cgroup::open(layout, path)?;
+        cgroup.owned = false;
+        Ok(cgroup)
+    }
+
     /// Lets go of the handle and leaves the cgroup on the host (with whatever is inside): the
     /// opposite of dropping it, for a cgroup that outlives this process.
     pub fn keep(mut self) {
-        self.removed = true;
+        self.owned = false;
     }
 
     /// The cgroup's name.
@@ -367,7 +385,9 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        let _ = self.remove_now();
+        if self.owned {
+            let _ = self.remove_now();
+        }
     }
 }
 
@@ -479,5 +499,50 @@ fn remove_empty_parents(dir: &Path, top: &Path) {
         if fs::remove_dir(parent).is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a hybrid layout made of plain directories (no cgroupfs is touched).
+    #[test]
+    fn open_says_where_it_looked_and_an_observed_handle_leaves_the_cgroup() {
+        if !geteuid().is_root() {
+            // Without root, `open` first wants a delegated cgroup2 tree, which v1 cannot have.
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let scratch = labkit::ScratchDir::new("open").unwrap();
+        let root = scratch.path().to_path_buf();
+        let layout = Layout::Hybrid {
+            root: root.clone(),
+            unified: root.join("unified"),
+        };
+        let path = CgroupPath::new("boxlab/t").unwrap();
+
+        let err = Cgroup::open(&layout, &path).unwrap_err();
+        let CgroupError::NotFound { checked, .. } = &err else {
+            panic!("expected NotFound, got {err:?}");
+        };
+        assert_eq!(checked.len(), V1Controller::ALL.len() + 1, "{checked:?}");
+        let text = err.to_string();
+        for dir in ["pids/boxlab/t", "freezer/boxlab/t", "unified/boxlab/t"] {
+            assert!(
+                text.contains(&root.join(dir).display().to_string()),
+                "{text}"
+            );
+        }
+
+        let pids = root.join("pids/boxlab/t");
+        fs::create_dir_all(&pids).unwrap();
+        let observed = Cgroup::observe(&layout, &path).unwrap();
+        assert_eq!(observed.dirs().collect::<Vec<_>>(), vec![pids.as_path()]);
+        drop(observed);
+        assert!(
+            pids.is_dir(),
+            "dropping an observed handle removed the cgroup"
+        );
     }
 }

@@ -38,6 +38,19 @@ pub enum CgroupError {
     #[error("reading {file}: {reason}")]
     Read { file: PathBuf, reason: String },
 
+    #[error(
+        "cgroup {path} does not exist on this host: none of {} is a directory",
+        list(checked)
+    )]
+    NotFound { path: String, checked: Vec<PathBuf> },
+
+    #[error("{file} did not settle to {value} within {seconds} s: a process inside may be stuck in the kernel (state D); try again")]
+    NotSettled {
+        file: PathBuf,
+        value: &'static str,
+        seconds: u64,
+    },
+
     #[error("creating {dir}: {errno}{hint}")]
     Create {
         dir: PathBuf,
@@ -65,6 +78,15 @@ pub enum CgroupError {
         what: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// `a, b, c`, for a message.
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl CgroupError {

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ch01_process::exec::put_env;
 use ch04_rootfs::pivot::BindMount;
 use serde::Deserialize;
 
@@ -713,10 +714,7 @@ impl CdiEdits {
             }
         }
         for pair in &self.edits.env {
-            let key = pair.split_once('=').map_or(pair.as_str(), |(k, _)| k);
-            plan.env
-                .retain(|p| p.split_once('=').map_or(p.as_str(), |(k, _)| k) != key);
-            plan.env.push(pair.clone());
+            put_env(&mut plan.env, pair.as_str());
         }
         let mut folders: Vec<String> = Vec::new();
         for hook in &self.edits.hooks {

@@ -33,6 +33,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ch01_process::exec::{env_key, put_env};
 use ch04_rootfs::pivot::{BindMount, DeviceNode, RootfsSpec};
 
 use crate::discover::{DeviceInfo, Discovery};
@@ -63,6 +64,26 @@ pub enum LdCache {
     Ldconfig,
 }
 
+impl LdCache {
+    /// Refuses [`LdCache::Ldconfig`] for a container whose root filesystem is the host's own
+    /// `/`: `ldconfig` there would rewrite the host's `/etc/ld.so.cache`.
+    /// [`GpuPlan::extend_spec`] checks this for every caller; a command line can check it too
+    /// before discovery, which fails first on a host without a GPU.
+    pub fn check_rootfs(self, rootfs: &Path) -> Result<(), ExposeError> {
+        if self == LdCache::Ldconfig && is_host_root(rootfs) {
+            return Err(ExposeError::LdconfigOnHostRoot {
+                rootfs: rootfs.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether `rootfs` is the host's own `/` (by another name too: `/./`, a link to it).
+fn is_host_root(rootfs: &Path) -> bool {
+    fs::canonicalize(rootfs).is_ok_and(|p| p == Path::new("/"))
+}
+
 /// Options beyond the selection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanOptions {
@@ -82,8 +103,9 @@ pub struct GeneratedFile {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GpuPlan {
     /// Host nodes to appear as `/dev/<name>` inside (same major, minor and mode: they are
-    /// bind-mounted, so they *are* the host's nodes).
-    pub devices: Vec<DeviceNode>,
+    /// bind-mounted, so they *are* the host's nodes), with the numbers and mode discovery read
+    /// (or a CDI spec gave), so that a runtime writing them elsewhere need not look again.
+    pub devices: Vec<DeviceInfo>,
     /// Driver libraries and programs (read-only), the MPS pipe directory (read-write).
     pub binds: Vec<BindMount>,
     /// `KEY=value` pairs for the container's environment.
@@ -115,6 +137,8 @@ pub enum ExposeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--ldconfig with --rootfs / ({rootfs} is the host's own root) would run ldconfig on the host's own files and rewrite its /etc/ld.so.cache; leave --ldconfig out (LD_LIBRARY_PATH is set instead)")]
+    LdconfigOnHostRoot { rootfs: PathBuf },
 }
 
 // ANCHOR: plan
@@ -244,34 +268,43 @@ fn search_path(dirs: &[PathBuf]) -> String {
         .join(":")
 }
 
-/// The key of a `KEY=value` pair.
-fn env_key(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(k, _)| k)
-}
-
 // ANCHOR: apply
 impl GpuPlan {
     /// Adds one host character device: its node for `/dev`, its numbers for the cgroup.
     pub fn add_device(&mut self, device: &DeviceInfo) {
-        let node = DeviceNode {
-            host: device.host.clone(),
-            name: device.name.clone(),
-        };
-        if !self.devices.contains(&node) {
-            self.devices.push(node);
+        if !self.has_node(device) {
+            self.devices.push(device.clone());
         }
         if !self.allow.contains(&(device.major, device.minor)) {
             self.allow.push((device.major, device.minor));
         }
     }
 
+    /// Whether the plan already has this node (the same host node under the same name).
+    fn has_node(&self, device: &DeviceInfo) -> bool {
+        self.devices
+            .iter()
+            .any(|d| d.host == device.host && d.name == device.name)
+    }
+
     /// Adds the plan to chapter 4's root filesystem: device nodes, binds, and the generated
     /// files, written under `state_dir` (which must outlive the container's start) and bound
-    /// read-only — except into the host's own `/`, which needs none of them.
+    /// read-only — except into the host's own `/`, which needs none of them, and where
+    /// running `ldconfig` is refused.
     pub fn extend_spec(&self, spec: &mut RootfsSpec, state_dir: &Path) -> Result<(), ExposeError> {
+        let ld_cache = if self.run_ldconfig {
+            LdCache::Ldconfig
+        } else {
+            LdCache::LdLibraryPath
+        };
+        ld_cache.check_rootfs(&spec.path)?;
         for device in &self.devices {
-            if !spec.devices.contains(device) {
-                spec.devices.push(device.clone());
+            let node = DeviceNode {
+                host: device.host.clone(),
+                name: device.name.clone(),
+            };
+            if !spec.devices.contains(&node) {
+                spec.devices.push(node);
             }
         }
         for bind in &self.binds {
@@ -281,9 +314,8 @@ impl GpuPlan {
         }
         // Into the host's own root, binding a generated file would first create its mount
         // point, an empty file left on the host; LD_LIBRARY_PATH carries the directories
-        // instead (`ch05-gpu` refuses --ldconfig with --rootfs /, which would rewrite the
-        // host's cache).
-        let host_root = fs::canonicalize(&spec.path).is_ok_and(|p| p == Path::new("/"));
+        // instead (--ldconfig, which would rewrite the host's cache, was refused above).
+        let host_root = is_host_root(&spec.path);
         for file in self.files.iter().filter(|_| !host_root) {
             let name = format!(
                 "boxlab-{}",
@@ -349,7 +381,7 @@ impl GpuPlan {
     /// not repeated, and `other`'s environment wins on the same key.
     pub fn merge(&mut self, other: GpuPlan) {
         for device in other.devices {
-            if !self.devices.contains(&device) {
+            if !self.has_node(&device) {
                 self.devices.push(device);
             }
         }
@@ -364,8 +396,7 @@ impl GpuPlan {
             }
         }
         for pair in other.env {
-            self.env.retain(|p| env_key(p) != env_key(&pair));
-            self.env.push(pair);
+            put_env(&mut self.env, pair);
         }
         for file in other.files {
             if !self.files.iter().any(|f| f.target == file.target) {

@@ -100,9 +100,9 @@ fn run(cli: &Cli) -> Result<i32> {
     let Some(rootfs) = &cli.root.rootfs else {
         bail!("no root filesystem: give --rootfs DIR (the GPUs' device nodes go into its fresh /dev; --rootfs / uses the host's files)");
     };
-    if cli.ldconfig && std::fs::canonicalize(rootfs).is_ok_and(|p| p == std::path::Path::new("/")) {
-        bail!("--ldconfig with --rootfs / would run ldconfig on the host's own files and rewrite its /etc/ld.so.cache; leave --ldconfig out (LD_LIBRARY_PATH is set instead)");
-    }
+    // `extend_spec` refuses this too; checked here as well so that the refusal comes before
+    // discovery, which on a host without a GPU would fail first with another reason.
+    ld_cache(cli).check_rootfs(rootfs)?;
     let plan = plan_from(cli)?;
     for note in &plan.notes {
         eprintln!("ch05: note: {note}");
@@ -156,11 +156,7 @@ fn plan_from(cli: &Cli) -> Result<GpuPlan> {
     };
     let options = PlanOptions {
         mps,
-        ld_cache: if cli.ldconfig {
-            LdCache::Ldconfig
-        } else {
-            LdCache::LdLibraryPath
-        },
+        ld_cache: ld_cache(cli),
     };
     let discovery = discover(&roots)?;
     let driver = host_driver_files(&selection.effective_capabilities());
@@ -173,6 +169,14 @@ fn plan_from(cli: &Cli) -> Result<GpuPlan> {
         plan.merge(registry.resolve(&names)?.to_plan()?);
     }
     Ok(plan)
+}
+
+fn ld_cache(cli: &Cli) -> LdCache {
+    if cli.ldconfig {
+        LdCache::Ldconfig
+    } else {
+        LdCache::LdLibraryPath
+    }
 }
 
 /// What a container starts with before the GPU plan adds to it.

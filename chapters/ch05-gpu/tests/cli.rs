@@ -1,5 +1,6 @@
 //! The `ch05-gpu` binary on a fake NVIDIA host: what a student types and sees.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use ch05_gpu::discover::{build_fake_host, FakeGpu, FakeNodes};
@@ -29,12 +30,10 @@ fn ch05(host: &std::path::Path, root: &std::path::Path, gpus: &str, script: &str
         .unwrap()
 }
 
-#[test]
-fn a_container_sees_exactly_the_chosen_gpu() {
-    if !require_root("a_container_sees_exactly_the_chosen_gpu") {
-        return;
-    }
-    let scratch = ScratchDir::new("ch05-cli").unwrap();
+/// A scratch directory holding a fake host with two H200s (`host/`) and a busybox root
+/// filesystem (`root/`, returned).
+fn two_gpu_host(label: &str) -> (ScratchDir, PathBuf) {
+    let scratch = ScratchDir::new(label).unwrap();
     build_fake_host(
         &scratch.join("host"),
         &[FakeGpu::h200(0), FakeGpu::h200(1)],
@@ -42,6 +41,15 @@ fn a_container_sees_exactly_the_chosen_gpu() {
     )
     .unwrap();
     let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    (scratch, root)
+}
+
+#[test]
+fn a_container_sees_exactly_the_chosen_gpu() {
+    if !require_root("a_container_sees_exactly_the_chosen_gpu") {
+        return;
+    }
+    let (scratch, root) = two_gpu_host("ch05-cli");
     let script = "ls /dev | grep nvidia | tr '\\n' ' '; echo; echo $CUDA_VISIBLE_DEVICES; head -c1 /dev/nvidia0 2>&1 | grep -o 'No such device or address'";
     let out = ch05(&scratch.join("host"), &root, "\"device=0\"", script);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -71,14 +79,7 @@ fn an_index_the_host_lacks_is_one_clear_error() {
     if !require_root("an_index_the_host_lacks_is_one_clear_error") {
         return;
     }
-    let scratch = ScratchDir::new("ch05-cli-bad").unwrap();
-    build_fake_host(
-        &scratch.join("host"),
-        &[FakeGpu::h200(0), FakeGpu::h200(1)],
-        FakeNodes::Real,
-    )
-    .unwrap();
-    let root = busybox_rootfs(&scratch.join("root")).unwrap();
+    let (scratch, root) = two_gpu_host("ch05-cli-bad");
     let out = ch05(&scratch.join("host"), &root, "\"device=7\"", "true");
     assert!(!out.status.success());
     let err = text(&out.stderr);

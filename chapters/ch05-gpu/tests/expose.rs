@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ch04_rootfs::pivot::{BindMount, RootfsSpec};
+use ch04_rootfs::pivot::{BindMount, DeviceNode, RootfsSpec};
 use ch05_gpu::discover::{
     build_fake_host, discover, DeviceInfo, Discovery, FakeGpu, FakeNodes, Gpu, HostRoots,
     FAKE_UVM_MAJOR, NVIDIA_MAJOR,
@@ -541,7 +541,15 @@ fn the_plan_extends_a_rootfs_spec_and_the_environment() {
         ..RootfsSpec::default()
     };
     plan.extend_spec(&mut spec, scratch.path()).unwrap();
-    assert_eq!(spec.devices, plan.devices);
+    let nodes: Vec<_> = plan
+        .devices
+        .iter()
+        .map(|d| DeviceNode {
+            host: d.host.clone(),
+            name: d.name.clone(),
+        })
+        .collect();
+    assert_eq!(spec.devices, nodes);
     assert_eq!(spec.binds.len(), plan.binds.len() + 1);
     let conf = spec.binds.last().unwrap();
     assert_eq!(conf.target, Path::new(LD_SO_CONF));
@@ -731,4 +739,30 @@ fn a_container_sees_only_the_chosen_gpu() {
         fs::read_to_string(libdir.join("libcuda.so.1")).unwrap(),
         "not really libcuda"
     );
+}
+
+/// Every caller of `extend_spec` (not only the command line) gets the refusal: ldconfig into the
+/// host's own root would rewrite the host's linker cache.
+#[test]
+fn ldconfig_into_the_hosts_own_root_is_refused_by_the_plan() {
+    let plan = GpuPlan {
+        run_ldconfig: true,
+        ..GpuPlan::default()
+    };
+    let mut spec = RootfsSpec {
+        path: PathBuf::from("/./"),
+        ..RootfsSpec::default()
+    };
+    let scratch = ScratchDir::new("ch05-ldconfig-host").unwrap();
+    let err = plan.extend_spec(&mut spec, scratch.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("--ldconfig with --rootfs /"),
+        "{err}"
+    );
+    assert!(spec.binds.is_empty() && spec.devices.is_empty());
+    // Without ldconfig the host's root is fine (LD_LIBRARY_PATH carries the directories).
+    GpuPlan::default()
+        .extend_spec(&mut spec, scratch.path())
+        .unwrap();
+    assert!(LdCache::Ldconfig.check_rootfs(scratch.path()).is_ok());
 }

@@ -29,6 +29,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ch01_process::exec::put_env;
+use ch03_cgroups::limits::quota_for;
 use ch04_rootfs::image::OciLayout;
 use ch04_rootfs::store::{default_layout_dir, LayerStore};
 use ch05_gpu::discover::{discover, HostRoots};
@@ -305,14 +307,14 @@ impl ContainerBuilder {
         if !self.command.is_empty() {
             config["process"]["args"] = json!(self.command);
         }
-        let env = config["process"]["env"].as_array_mut();
-        let mut list: Vec<Value> = env.map(std::mem::take).unwrap_or_default();
+        let mut env: Vec<String> = config["process"]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pair| pair.as_str().map(str::to_string))
+            .collect();
         for (key, value) in &self.env {
-            list.retain(|e| {
-                !e.as_str()
-                    .is_some_and(|e| e.starts_with(&format!("{key}=")))
-            });
-            list.push(json!(format!("{key}={value}")));
+            put_env(&mut env, format!("{key}={value}"));
         }
         let resources = &mut config["linux"]["resources"];
         if let Some(limit) = &self.mem_limit {
@@ -320,23 +322,25 @@ impl ContainerBuilder {
             resources["memory"]["limit"] = json!(bytes);
         }
         if let Some(cpus) = self.cpus {
-            if !(cpus > 0.0 && cpus.is_finite()) {
+            // Chapter 3 counts thousandths of a CPU (`--cpus 0.5` is 500).
+            let millis = (cpus * 1000.0).round();
+            if !(millis >= 1.0 && millis.is_finite()) {
                 return Err(OciError::BadOption {
                     option: "cpus".into(),
                     value: cpus.to_string(),
-                    hint: "a positive number of CPUs, e.g. 0.5 or 4",
+                    hint: "a positive number of CPUs, at least 0.001, e.g. 0.5 or 4",
                 });
             }
-            // docker: --cpus=N is a quota of N × the 100 ms period.
-            let period: u64 = 100_000;
-            resources["cpu"]["period"] = json!(period);
-            resources["cpu"]["quota"] = json!((cpus * period as f64).round() as i64);
+            // docker: --cpus=N is a quota of N × the 100 ms period, as chapter 3 computes it.
+            let quota = quota_for(millis as u64);
+            resources["cpu"]["period"] = json!(quota.period_us);
+            resources["cpu"]["quota"] = json!(quota.quota_us);
         }
         if let Some(request) = &self.gpus {
             let plan = self.gpu_plan(request)?;
-            add_gpus(config, &mut list, &plan, bundle)?;
+            add_gpus(config, &mut env, &plan, bundle)?;
         }
-        config["process"]["env"] = Value::Array(list);
+        config["process"]["env"] = json!(env);
         Ok(())
     }
     // ANCHOR_END: builder_options
@@ -357,41 +361,24 @@ impl ContainerBuilder {
 }
 
 // ANCHOR: builder_gpus
-/// A GPU plan as config.json: each node a `linux.devices` entry (same numbers as the host's),
-/// allowed in the devices cgroup; the driver files bound read-only; the plan's environment.
+/// A GPU plan as config.json: each node a `linux.devices` entry with the numbers and mode
+/// chapter 5 found (the same as the host's), which the runtime also allows in the devices
+/// cgroup (as runc does: see `config::device_rules`); the driver files bound read-only; the
+/// plan's environment.
 fn add_gpus(
     config: &mut Value,
-    env: &mut Vec<Value>,
+    env: &mut Vec<String>,
     plan: &GpuPlan,
     bundle: &Path,
 ) -> Result<(), OciError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     for node in &plan.devices {
-        let meta = fs::metadata(&node.host)
-            .map_err(|e| OciError::io("reading the GPU device node", &node.host, e))?;
-        let kind = if meta.file_type().is_char_device() {
-            "c"
-        } else {
-            "b"
-        };
-        let (major, minor) = (
-            nix::sys::stat::major(meta.rdev()),
-            nix::sys::stat::minor(meta.rdev()),
-        );
         push(
             config,
             &["linux", "devices"],
             json!({
                 "path": Path::new("/dev").join(&node.name),
-                "type": kind, "major": major, "minor": minor,
-                "fileMode": meta.mode() & 0o777, "uid": 0, "gid": 0,
-            }),
-        );
-        push(
-            config,
-            &["linux", "resources", "devices"],
-            json!({
-                "allow": true, "type": kind, "major": major, "minor": minor, "access": "rwm",
+                "type": "c", "major": node.major, "minor": node.minor,
+                "fileMode": node.mode & 0o777, "uid": 0, "gid": 0,
             }),
         );
     }
@@ -422,11 +409,7 @@ fn add_gpus(
     }
     // Over the image's environment, as chapter 5 does: a PATH or LD_LIBRARY_PATH the image
     // has keeps its directories after the driver's; no key appears twice.
-    let base: Vec<String> = env
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    *env = plan.env_over(&base).into_iter().map(Value::from).collect();
+    *env = plan.env_over(env);
     Ok(())
 }
 // ANCHOR_END: builder_gpus

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ch01_process::exec::Program;
 use ch02_namespaces::{IdMap, Namespace};
+use ch03_cgroups::limits::DEFAULT_CPU_PERIOD_US;
 use ch03_cgroups::{CgroupPath, Limits, BOXLAB_PARENT};
 use ch05_gpu::devices::{standard_rules, Access, DeviceKind, DeviceRule};
 use oci_spec::runtime::{
@@ -325,7 +326,10 @@ pub fn limits(resources: &LinuxResources) -> Result<Limits, OciError> {
     }
     if let Some(cpu) = resources.cpu() {
         if let Some(quota) = positive(cpu.quota()) {
-            let period = cpu.period().filter(|&p| p > 0).unwrap_or(100_000);
+            let period = cpu
+                .period()
+                .filter(|&p| p > 0)
+                .unwrap_or(DEFAULT_CPU_PERIOD_US);
             limits.cpu_millis = Some((quota * 1000).div_ceil(period));
         }
         limits.cpu_shares = cpu.shares().filter(|&s| s > 0);
@@ -457,6 +461,21 @@ mod tests {
         assert_eq!(rules[0], DeviceRule::all(false));
         assert_eq!(rules[1].to_string(), "c 10:200 rw");
         assert_eq!(&rules[2..], &standard_rules()[..]);
+    }
+
+    /// The builder's GPU nodes rely on this: a `linux.devices` node is allowed even after a
+    /// deny-all `linux.resources.devices` (the last matching rule wins).
+    #[test]
+    fn every_linux_devices_node_is_allowed_last() {
+        let list: Vec<LinuxDeviceCgroup> =
+            serde_json::from_value(serde_json::json!([{"allow": false, "access": "rwm"}])).unwrap();
+        let nodes: Vec<LinuxDevice> = serde_json::from_value(serde_json::json!([
+            {"path": "/dev/nvidia1", "type": "c", "major": 195, "minor": 1}
+        ]))
+        .unwrap();
+        let rules = device_rules(&list, &nodes).unwrap();
+        assert_eq!(rules.last().unwrap().to_string(), "c 195:1 rwm");
+        assert!(rules.last().unwrap().allow);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ch01_process::Exit;
 use ch02_namespaces::ChildHook;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -40,7 +41,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::Mode;
-use nix::unistd::{mkfifo, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::{ContainerState, Hook, Hooks, State};
 
 use crate::fifo_watch::{watch_fifo, Heard};
@@ -192,15 +193,15 @@ pub fn run_hook(kind: Kind, hook: &Hook, state: &str) -> Result<(), HookError> {
 }
 // ANCHOR_END: run_hook
 
+/// How a hook ended, in chapter 1's words ("exited with status 3", "was killed by signal
+/// SIGKILL"): std's `ExitStatus` as chapter 1's [`Exit`].
 fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(sig)) => match Signal::try_from(sig) {
-            Ok(sig) => format!("was killed by {sig}"),
-            Err(_) => format!("was killed by signal {sig}"),
-        },
-        _ => format!("ended with {status}"),
-    }
+    let exit = match (status.code(), status.signal().map(Signal::try_from)) {
+        (Some(code), _) => Some(Exit::Code(code)),
+        (None, Some(Ok(signal))) => Some(Exit::Signal(signal)),
+        _ => None, // a signal nix has no name for
+    };
+    exit.map_or_else(|| format!("ended with {status}"), |exit| exit.to_string())
 }
 
 /// Runs the hooks of `kind` in order; the first failure stops the rest.
@@ -438,17 +439,6 @@ fn meet_runtime(socket: &Path) -> Result<String, String> {
         Some(("error", reason)) => Err(reason.to_string()),
         _ => Err("the runtime went away while running the createRuntime hooks".into()),
     }
-}
-
-/// Makes the FIFO on which `start` hears the startContainer hooks' outcome.
-pub fn make_start_report(dir: &Path) -> Result<(), OciError> {
-    let fifo = dir.join(START_REPORT);
-    mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| OciError::Sys {
-        what: format!("mkfifo {}", fifo.display()),
-        errno: e,
-    })?;
-    let _ = fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622));
-    Ok(())
 }
 
 // ANCHOR: start_report

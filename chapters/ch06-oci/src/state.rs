@@ -199,7 +199,7 @@ impl Container {
     /// has no `Paused`, so [`Container::status_name`] and `state` add it.
     pub fn paused(&self) -> bool {
         self.status() == ContainerState::Running
-            && crate::verbs::pause::Freezer::of(self).is_some_and(|f| f.is_frozen())
+            && crate::verbs::pause::freezer_of(self).is_some_and(|f| f.is_frozen())
     }
 
     /// `creating`, `created`, `running`, `paused` or `stopped`, as runc reports it.
@@ -232,6 +232,22 @@ impl Container {
     pub fn save(&self) -> Result<(), OciError> {
         save_record(&self.dir, &self.record)
     }
+}
+
+/// Makes a FIFO in a container's state directory (the start gate, the startContainer report):
+/// mode `0o622`, so that the container's process can write to it after switching to its user.
+/// `mkfifo` applies our umask, hence the mode set again after it.
+pub fn make_fifo(path: &Path) -> Result<(), OciError> {
+    const MODE: u32 = 0o622;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(MODE)).map_err(|errno| {
+        OciError::Sys {
+            what: format!("mkfifo {}", path.display()),
+            errno,
+        }
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(MODE))
+        .map_err(|e| OciError::io("setting the mode (0622) of the FIFO", path, e))
 }
 
 /// Writes `record` into `dir/state.json` via a temporary file and a rename.

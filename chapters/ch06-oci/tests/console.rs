@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,6 @@ use common::{cgroup_dirs, Lab};
 use labkit::require_root;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 
 /// What the program prints: its terminal, the terminal's size, whether stdin is a terminal.
@@ -21,26 +19,7 @@ const SCRIPT: &str = "tty; stty size; [ -t 0 ] && echo stdin-is-a-tty";
 /// Receives the descriptor (and the message naming it) sent over `listener`, as the shim does.
 fn receive_master(listener: &UnixListener) -> (OwnedFd, String) {
     let (stream, _) = listener.accept().unwrap();
-    let mut buf = [0u8; 256];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .unwrap();
-    let mut master = None;
-    for cmsg in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            // SAFETY: the kernel installed these descriptors for this process just now.
-            master = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
-    let len = msg.bytes;
-    let name = String::from_utf8_lossy(&buf[..len]).into_owned();
-    (master.expect("no descriptor in the message"), name)
+    ch06_oci::console::receive_fd(stream.as_fd()).expect("no descriptor in the message")
 }
 
 /// Reads the master until the container's side is gone (EIO), for at most 20 s.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ch04_rootfs::digest::sha256_of;
 use common::{cgroup_dirs, have, BIN};
 use labkit::{busybox_rootfs, require_root, ScratchDir};
 
@@ -235,16 +236,6 @@ fn find_files(dir: &Path, name: &str, found: &mut Vec<PathBuf>) {
     }
 }
 
-fn sha256_hex(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 fn tar(dir: &Path, archive: &Path, members: &[&str]) {
     let status = Command::new("tar")
         .arg("-C")
@@ -265,7 +256,7 @@ fn busybox_archive(scratch: &ScratchDir) -> PathBuf {
     let image = scratch.join("image");
     fs::create_dir(&image).unwrap();
     tar(&rootfs, &image.join("layer.tar"), &["."]);
-    let diff_id = sha256_hex(&image.join("layer.tar"));
+    let diff_id = sha256_of(fs::File::open(image.join("layer.tar")).unwrap()).unwrap();
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -275,7 +266,7 @@ fn busybox_archive(scratch: &ScratchDir) -> PathBuf {
         "architecture": arch,
         "os": "linux",
         "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/bin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     });
     fs::write(image.join("config.json"), config.to_string()).unwrap();
     let manifest = serde_json::json!([{

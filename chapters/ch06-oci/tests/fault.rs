@@ -15,56 +15,12 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{cgroup_dirs, Lab, BIN};
+use common::{assert_nothing_left_reaping, stat_of, Lab, BIN};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The host pids of live (not zombie) processes that belong to container `id`: forks of the
-/// runtime that carry the id on their command line (the set-up processes and the command still
-/// waiting at the gate), or anything in a cgroup `boxlab/<id>` or `…/<id>`.
-fn container_processes(id: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || is_zombie(pid) {
-            continue;
-        }
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let by_args = cmdline.split(|&b| b == 0).any(|arg| arg == id.as_bytes());
-        let cgroup = fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        let by_cgroup = cgroup
-            .lines()
-            .any(|l| l.ends_with(&format!("/boxlab/{id}")));
-        if by_args || by_cgroup {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn stat_of(pid: i32) -> Option<(char, i32, String)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, rest) = stat.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_string();
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid, comm))
-}
-
-fn is_zombie(pid: i32) -> bool {
-    matches!(stat_of(pid), Some(('Z' | 'X', _, _)))
-}
 
 /// Our children (adopted: the tests are the subreaper, as containerd's shim is).
 fn children() -> Vec<(i32, char, String)> {
@@ -89,52 +45,6 @@ fn reap_adopted() {
             let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
         }
     }
-}
-
-/// Waits (up to 10 s) until no live process of `id` is left, reaping what we adopted.
-fn wait_no_processes(id: &str) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        reap_adopted();
-        let left = container_processes(id);
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Mounts (as the host sees them) whose mount point or source lies under `dir`.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_str().unwrap();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(dir))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Asserts that container `id` has left nothing at all.
-fn assert_nothing_left(lab: &Lab, id: &str, when: &str) {
-    assert!(
-        !lab.state_dir(id).exists(),
-        "{when}: state directory {} left: {:?}",
-        lab.state_dir(id).display(),
-        fs::read_dir(lab.state_dir(id)).map(|d| d
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .collect::<Vec<_>>())
-    );
-    assert!(
-        cgroup_dirs(id).is_empty(),
-        "{when}: cgroups left: {:?}",
-        cgroup_dirs(id)
-    );
-    let left = wait_no_processes(id);
-    assert!(left.is_empty(), "{when}: processes left: {left:?}");
-    let mounts = mounts_under(lab.scratch.path());
-    assert!(mounts.is_empty(), "{when}: mounts left: {mounts:#?}");
 }
 
 /// Starts `create` of `id` with `--debug` on a pipe, reads `lines` of its log (each a step
@@ -207,7 +117,7 @@ fn create_killed_at_every_step_then_delete_force_leaves_nothing() {
         "a complete create logs its steps: {all:#?}"
     );
     assert!(lab.oci(&["delete", "--force", &id]).ok());
-    assert_nothing_left(&lab, &id, "a complete create, deleted");
+    assert_nothing_left_reaping(&lab, &id, reap_adopted, "a complete create, deleted");
 
     // Killed after each step in turn (0: before it logged anything), then after a few delays
     // without --debug (the same steps at their ordinary pace).
@@ -254,12 +164,12 @@ fn create_killed_at_every_step_then_delete_force_leaves_nothing() {
         }
         let out = lab.oci(&["delete", "--force", &id]);
         assert!(out.ok(), "{what}: delete --force: {out:?}");
-        assert_nothing_left(&lab, &id, what);
+        assert_nothing_left_reaping(&lab, &id, reap_adopted, what);
         // The id is free again: a create with it works from scratch.
         let out = lab.oci(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
         assert!(out.ok(), "{what}: create again: {out:?}");
         assert!(lab.oci(&["delete", "--force", &id]).ok());
-        assert_nothing_left(&lab, &id, what);
+        assert_nothing_left_reaping(&lab, &id, reap_adopted, what);
     }
 }
 
@@ -341,7 +251,7 @@ fn a_thousand_create_start_delete_cycles_leave_nothing_and_grow_nothing() {
         }
     }
 
-    assert_nothing_left(&lab, &id, "after the cycles");
+    assert_nothing_left_reaping(&lab, &id, reap_adopted, "after the cycles");
     let state_entries: Vec<_> = fs::read_dir(&lab.root)
         .unwrap()
         .filter_map(Result::ok)
@@ -430,7 +340,7 @@ fn a_thousand_cycles_through_the_library_do_not_grow_its_process() {
         "{CYCLES} cycles through the library in {:.1} s; RSS {rss_before} -> {rss_after} KiB, fds {fds_before} -> {fds_after}",
         began.elapsed().as_secs_f64()
     );
-    assert_nothing_left(&lab, &id, "after the cycles");
+    assert_nothing_left_reaping(&lab, &id, reap_adopted, "after the cycles");
     assert_eq!(fds_after, fds_before, "descriptors grew");
     assert!(
         rss_after <= rss_before + 1024,

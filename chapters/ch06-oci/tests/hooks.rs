@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{cgroup_dirs, Lab};
+use common::{assert_nothing_left, Lab};
 use labkit::require_root;
 use serde_json::{json, Value};
 
@@ -147,15 +147,6 @@ fn failing_create(lab: &Lab, name: &str, hooks: Value) -> (String, common::Out) 
     (id, out)
 }
 
-fn assert_nothing_left(lab: &Lab, id: &str) {
-    assert!(
-        !lab.state_dir(id).exists(),
-        "state dir {} left",
-        lab.state_dir(id).display()
-    );
-    assert!(cgroup_dirs(id).is_empty(), "{:?}", cgroup_dirs(id));
-}
-
 #[test]
 fn a_hook_past_its_timeout_is_killed_and_create_fails_leaving_nothing() {
     if !require_root("a_hook_past_its_timeout_is_killed_and_create_fails_leaving_nothing") {
@@ -177,7 +168,7 @@ fn a_hook_past_its_timeout_is_killed_and_create_fails_leaving_nothing() {
         out.stderr
     );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-    assert_nothing_left(&lab, &id);
+    assert_nothing_left(&lab, &id, "a createRuntime hook past its timeout");
     // The hook's own child went with it (the whole process group is killed).
     assert!(!process_running(b"sleep\x004242\x00"));
 
@@ -196,7 +187,7 @@ fn a_hook_past_its_timeout_is_killed_and_create_fails_leaving_nothing() {
         "{}",
         out.stderr
     );
-    assert_nothing_left(&lab, &id);
+    assert_nothing_left(&lab, &id, "a createContainer hook past its timeout");
     assert!(!process_running(b"sleep\x004243\x00"));
 }
 
@@ -220,7 +211,7 @@ fn failing_create_hooks_fail_create_cleanly() {
         assert!(!out.ok(), "{kind}: create succeeded: {out:?}");
         let line = format!("{kind} hook /bin/sh failed: exited with status {code}");
         assert!(out.stderr.contains(&line), "{kind}: {}", out.stderr);
-        assert_nothing_left(&lab, &id);
+        assert_nothing_left(&lab, &id, &format!("a failing {kind} hook"));
     }
     // Caught before anything is made: a relative path.
     let (id, out) = failing_create(
@@ -234,7 +225,7 @@ fn failing_create_hooks_fail_create_cleanly() {
             && out.stderr.contains("absolute"),
         "{out:?}"
     );
-    assert_nothing_left(&lab, &id);
+    assert_nothing_left(&lab, &id, "a hook with a relative path");
 }
 
 #[test]
@@ -264,7 +255,7 @@ fn a_failing_start_container_hook_fails_start_and_stops_the_container() {
     lab.wait_status(&id, "stopped");
     assert!(!out_dir.join("ran").exists(), "the program ran anyway");
     assert!(lab.oci(&["delete", &id]).ok());
-    assert_nothing_left(&lab, &id);
+    assert_nothing_left(&lab, &id, "a failing startContainer hook, deleted");
 }
 
 #[test]
@@ -296,7 +287,7 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
         "{}",
         out.stderr
     );
-    assert_nothing_left(&lab, &id);
+    assert_nothing_left(&lab, &id, "failing poststart and poststop hooks");
 }
 
 #[test]

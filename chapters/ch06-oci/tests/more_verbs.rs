@@ -102,7 +102,7 @@ fn exec_joins_the_namespaces_and_fails_on_a_stopped_container() {
     assert!(!out.ok() && out.stderr.contains("command"), "{out:?}");
     let out = lab.oci(&["exec", &id, "--", "no-such-program"]);
     assert!(
-        !out.ok() && out.stderr.contains("no such executable"),
+        !out.ok() && out.stderr.contains("command not found"),
         "{out:?}"
     );
 

@@ -10,11 +10,11 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{busybox_image, have, BIN};
+use common::{busybox_image, cgroup_tops, have, BIN};
 use labkit::{require_root, ScratchDir};
 
 const IMAGE: &str = "boxlab-podman:1";
@@ -90,7 +90,7 @@ impl Drop for Podman {
         }
         // podman puts conmon in `<parent>/conmon` and never removes it; the container cgroups
         // are our runtime's, removed by `delete`.
-        for controller in cgroup_controller_dirs() {
+        for controller in cgroup_tops() {
             let _ = fs::remove_dir(controller.join("boxlab/podman/conmon"));
             let _ = fs::remove_dir(controller.join("boxlab/podman"));
             let _ = fs::remove_dir(controller.join("boxlab"));
@@ -100,16 +100,6 @@ impl Drop for Podman {
         let _ = fs::remove_dir("/run/boxlab");
         // `scratch` drops next: podman's storage (plain directories with vfs) goes with it.
     }
-}
-
-/// `/sys/fs/cgroup` (v2) and each v1 controller directory under it.
-fn cgroup_controller_dirs() -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
-    let mut dirs = vec![base.to_path_buf()];
-    if let Ok(entries) = fs::read_dir(base) {
-        dirs.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-    }
-    dirs
 }
 
 /// Chapter 4's image in a tar: its OCI layout is the OCI archive that `podman load` reads.
@@ -238,7 +228,7 @@ fn podman_runs_execs_pauses_stops_and_removes_through_our_runtime() {
     wait_status(&podman, &name, "Exited");
     podman.ok(&["rm", &name]);
     assert!(!podman.ok(&["ps", "--all"]).contains(&name));
-    for controller in cgroup_controller_dirs() {
+    for controller in cgroup_tops() {
         let dir = controller.join("boxlab/podman");
         let left: Vec<String> = fs::read_dir(&dir)
             .into_iter()

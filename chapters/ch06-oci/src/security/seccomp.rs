@@ -401,11 +401,23 @@ fn compile(
     Ok(program)
 }
 
+/// A BPF instruction that does not jump (a load, a return).
 fn stmt(code: u32, k: u32) -> sock_filter {
     sock_filter {
         code: code as u16,
         jt: 0,
         jf: 0,
+        k,
+    }
+}
+
+/// A conditional BPF jump on the constant `k`: skips `jt` instructions if the test holds,
+/// `jf` if not.
+fn jump(test: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter {
+        code: (libc::BPF_JMP | test | libc::BPF_K) as u16,
+        jt,
+        jf,
         k,
     }
 }
@@ -417,12 +429,7 @@ fn stmt(code: u32, k: u32) -> sock_filter {
 fn add_x32_check(program: &mut BpfProgram) -> Result<(), SecurityError> {
     let expected = [
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4),
-        sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt: 1,
-            jf: 0,
-            k: AUDIT_ARCH_X86_64,
-        },
+        jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 1, 0),
         stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
     ];
     if program.len() < 3 || program[..3] != expected {
@@ -432,12 +439,7 @@ fn add_x32_check(program: &mut BpfProgram) -> Result<(), SecurityError> {
     }
     let x32 = [
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-        sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: X32_SYSCALL_BIT,
-        },
+        jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
         stmt(
             libc::BPF_RET | libc::BPF_K,
             libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,

@@ -2,7 +2,7 @@
 //! at the start gate.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,15 +11,14 @@ use ch03_cgroups::{confine, detect, Cgroup};
 use ch04_rootfs::pivot::RootfsSpec;
 use ch04_rootfs::with_rootfs_spec;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode;
-use nix::unistd::{mkfifo, Pid};
+use nix::unistd::Pid;
 
 use crate::config::{load_bundle, plan_for, Bundle, Plan};
 use crate::console::RunConsole;
 use crate::hooks::CreateRuntimeServer;
 use crate::log;
 use crate::mounts::mount_all;
-use crate::state::{check_id, save_record, start_time, Record, Store, EXEC_FIFO};
+use crate::state::{check_id, make_fifo, save_record, start_time, Record, Store, EXEC_FIFO};
 use crate::verbs::Globals;
 use crate::OciError;
 
@@ -85,21 +84,8 @@ pub fn create(
     let init = child.detach()?;
     record.pid = init.as_raw();
     record.waiter = 0;
-    if let Some(address) = address.filter(|_| !options.ports.is_empty()) {
-        match crate::ports::start_keeper(&options.ports, address, init) {
-            Ok(keeper) => record.port_keeper = keeper.as_raw(),
-            Err(e) => {
-                let _ = kill(init, Signal::SIGKILL);
-                return Err(e);
-            }
-        }
-    }
-    record.start_time = start_time(init.as_raw()).unwrap_or(0);
-    let written = save_record(&dir, &record).and_then(|()| write_pid_file(options, init));
-    if let Err(e) = written {
-        let _ = kill(init, Signal::SIGKILL);
-        return Err(e); // the cgroup and the state directory go with `cgroup` and `guard`
-    }
+    // On failure the cgroup and the state directory go with `cgroup` and `guard`.
+    record_init(&mut record, &dir, options, init, address)?;
     keep(cgroup);
     guard.disarm();
     log::debug(&format!(
@@ -109,6 +95,35 @@ pub fn create(
     Ok(record)
 }
 // ANCHOR_END: create
+
+/// The bookkeeping once `init` (with chapter 2's veth `address`, if any) waits at its gate, for
+/// `create` and a foreground `run` alike: the port keeper for published ports, init's start
+/// time (so that a recycled pid is never taken for it), the state record, the pid file. On
+/// failure init is killed; the caller's handles remove the cgroup and the state directory.
+/// Returns the keeper's pid (it ends by itself with init).
+pub(crate) fn record_init(
+    record: &mut Record,
+    dir: &Path,
+    options: &CreateOptions,
+    init: Pid,
+    address: Option<Ipv4Addr>,
+) -> Result<Option<Pid>, OciError> {
+    let mut keeper = None;
+    let mut steps = || -> Result<(), OciError> {
+        if let Some(address) = address.filter(|_| !options.ports.is_empty()) {
+            keeper = Some(crate::ports::start_keeper(&options.ports, address, init)?);
+        }
+        record.port_keeper = keeper.map_or(0, Pid::as_raw);
+        record.start_time = start_time(init.as_raw()).unwrap_or(0);
+        save_record(dir, record)?;
+        write_pid_file(options, init)
+    };
+    if let Err(e) = steps() {
+        let _ = kill(init, Signal::SIGKILL);
+        return Err(e);
+    }
+    Ok(keeper)
+}
 
 /// Lets the cgroup outlive this process (`delete` removes it).
 pub(crate) fn keep(cgroup: Arc<Cgroup>) {
@@ -192,12 +207,7 @@ pub(crate) fn spawn(
     };
     save_record(&dir, &record)?;
     let fifo = dir.join(EXEC_FIFO);
-    mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(|e| OciError::Sys {
-        what: format!("mkfifo {}", fifo.display()),
-        errno: e,
-    })?;
-    // mkfifo applies the umask; the gate must be writable by the container's user.
-    let _ = fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622));
+    make_fifo(&fifo)?;
 
     let layout = detect()?;
     let (cgroup, written) = Cgroup::create(&layout, &plan.cgroup, &plan.limits)?;
@@ -220,7 +230,7 @@ pub(crate) fn spawn(
     }
     if crate::hooks::needs_server(&hooks) {
         if !crate::hooks::Kind::StartContainer.of(&hooks).is_empty() {
-            crate::hooks::make_start_report(&dir)?;
+            make_fifo(&dir.join(crate::hooks::START_REPORT))?;
         }
         let state = oci_spec::runtime::StateBuilder::default()
             .version(bundle.spec.version().clone())
@@ -264,8 +274,9 @@ pub(crate) fn spawn(
         isolation = isolation.network(ch02_namespaces::Network::Veth);
     }
     let spawned = isolation.spawn(&plan.program);
-    drop(isolation); // its copy of the cgroup handle goes with it
-                     // A failed hook is the reason the set-up failed: report it, not chapter 2's wrapping.
+    // Its copy of the cgroup handle goes with it.
+    drop(isolation);
+    // A failed hook is the reason the set-up failed: report it, not chapter 2's wrapping.
     if let Some(failed) = server.and_then(CreateRuntimeServer::finish) {
         return Err(failed.into());
     }

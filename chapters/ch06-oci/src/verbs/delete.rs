@@ -57,7 +57,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), OciError> {
         // whoever adopted it (the shim, or the host's init) to reap; dead is enough for us.
         let _ = kill(Pid::from_raw(record.pid), Signal::SIGKILL);
         // A frozen process does not die until thawed.
-        if let Some(freezer) = crate::verbs::pause::Freezer::of(&container) {
+        if let Some(freezer) = crate::verbs::pause::freezer_of(&container) {
             if freezer.is_frozen() {
                 let _ = freezer.set(false);
             }

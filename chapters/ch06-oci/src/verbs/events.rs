@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use ch03_cgroups::files::read_u64;
 use ch03_cgroups::{detect, Cgroup, CgroupPath, V1Controller};
 use oci_spec::runtime::ContainerState;
 use serde_json::{json, Value};
@@ -32,14 +33,16 @@ pub fn stats(store: &Store, id: &str) -> Result<Value, OciError> {
 }
 
 fn stats_of(container: &Container) -> Result<Value, OciError> {
-    let cgroup = Cgroup::open(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
-    let usage = cgroup.usage();
+    let cgroup = Cgroup::observe(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
+    let usage = cgroup.usage()?;
     // v1: per controller; v2: the one directory has every file.
     let v2 = cgroup
         .unified_dir()
         .filter(|d| d.join("cgroup.controllers").exists());
     let memory_dir = cgroup.v1_dir(V1Controller::Memory).or(v2);
     let pids_dir = cgroup.v1_dir(V1Controller::Pids).or(v2);
+    // `max` (no limit) and a file this host lacks both read as no limit.
+    let read_number = |dir: &Path, file: &str| read_u64(dir, file).ok().flatten();
     let (memory_limit, raw) = match memory_dir {
         Some(dir) => (
             read_number(dir, "memory.limit_in_bytes").or_else(|| read_number(dir, "memory.max")),
@@ -48,8 +51,6 @@ fn stats_of(container: &Container) -> Result<Value, OciError> {
         None => (None, BTreeMap::new()),
     };
     let pids_limit = pids_dir.and_then(|d| read_number(d, "pids.max"));
-    cgroup.keep(); // only looking
-    let usage = usage?;
     let nanos = usage.cpu_time.map(|d| d.as_nanos() as u64);
     Ok(json!({
         "type": "stats",
@@ -70,15 +71,6 @@ fn stats_of(container: &Container) -> Result<Value, OciError> {
             },
         }
     }))
-}
-
-/// A cgroup number file; `max` (no limit) and a missing file are `None`.
-fn read_number(dir: &Path, file: &str) -> Option<u64> {
-    std::fs::read_to_string(dir.join(file))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// `memory.stat` as a map.
@@ -109,7 +101,11 @@ pub fn watch(store: &Store, id: &str, interval: Duration) -> Result<(), OciError
 
 /// `5s`, `500ms`, `1m`, or plain seconds.
 pub fn parse_interval(text: &str) -> Result<Duration, OciError> {
-    let bad = || OciError::invalid("--interval", text, "use a duration like 5s, 500ms or 1m");
+    let bad = || OciError::BadOption {
+        option: "--interval".into(),
+        value: text.into(),
+        hint: "use a duration like 5s, 500ms or 1m",
+    };
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, "s"), |i| text.split_at(i));
@@ -137,6 +133,10 @@ mod tests {
         assert_eq!(parse_interval("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_interval("0s").is_err());
-        assert!(parse_interval("soon").is_err());
+        let err = parse_interval("soon").unwrap_err().to_string();
+        assert!(
+            err.starts_with("option --interval = soon:") && !err.contains("config.json"),
+            "{err}"
+        );
     }
 }

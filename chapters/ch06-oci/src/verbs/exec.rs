@@ -5,25 +5,28 @@
 //!  runtime ── fork ──▶ helper: join the cgroup, setns user → ipc, uts, net, pid, cgroup → mnt
 //!                        │     (+ the container's root)
 //!                        └─ fork ──▶ command (now PID n of the container's PID namespace):
-//!                                    chdir(cwd), the per-process security steps, execve
+//!                                    the per-process security steps, chapter 1's exec
 //! ```
 //!
 //! `setns` into a PID namespace only changes where the caller's *children* go, hence the second
 //! fork. The helper reports the command's host pid (and any error before `execve`) over a
 //! close-on-exec pipe; without `--detach` it waits for the command and exits with its status.
+//! Both forks go through chapter 1's `fork_child`: each child keeps only the descriptors it
+//! uses, and a panic in it ends it instead of unwinding into the runtime's `main`.
 
-use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use ch01_process::child::fork_child;
+use ch01_process::exec::{put_env, ExecError, Program};
+use ch01_process::status::wait_for_end;
+use ch01_process::Exit;
+use ch02_namespaces::Namespace;
 use ch03_cgroups::{detect, Cgroup, CgroupPath};
-use nix::sched::CloneFlags;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 use oci_spec::runtime::{ContainerState, Process};
 
 use crate::config::load_bundle;
@@ -50,14 +53,14 @@ pub struct ExecOptions {
 /// The namespaces `exec` joins, in order: the user namespace first (it grants the privileges
 /// the other joins need), the mount namespace last (after it, `/proc/<pid>/ns` of the host is
 /// out of reach).
-const ORDER: [(&str, CloneFlags); 7] = [
-    ("user", CloneFlags::CLONE_NEWUSER),
-    ("ipc", CloneFlags::CLONE_NEWIPC),
-    ("uts", CloneFlags::CLONE_NEWUTS),
-    ("net", CloneFlags::CLONE_NEWNET),
-    ("pid", CloneFlags::CLONE_NEWPID),
-    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
-    ("mnt", CloneFlags::CLONE_NEWNS),
+const ORDER: [Namespace; 7] = [
+    Namespace::User,
+    Namespace::Ipc,
+    Namespace::Uts,
+    Namespace::Net,
+    Namespace::Pid,
+    Namespace::Cgroup,
+    Namespace::Mount,
 ];
 
 /// Builds the process to run from the options and the container's config.
@@ -74,6 +77,12 @@ pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, 
                 hint: "give the command to run in the process's \"args\"",
             });
         }
+        if let Some((field, value)) = nul_byte(&process) {
+            return Err(OciError::Config {
+                path: file.clone(),
+                reason: format!("{field} = {value:?} contains a NUL byte, {NUL_REASON}"),
+            });
+        }
         return Ok(process);
     }
     if opts.args.is_empty() {
@@ -86,16 +95,43 @@ pub fn build_process(template: &Process, opts: &ExecOptions) -> Result<Process, 
     process.set_args(Some(opts.args.clone()));
     process.set_terminal(Some(opts.tty));
     let mut env = process.env().clone().unwrap_or_default();
-    for kv in &opts.env {
-        let key = kv.split('=').next().unwrap_or("");
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(kv.clone());
+    for pair in &opts.env {
+        put_env(&mut env, pair.as_str());
     }
     process.set_env(Some(env));
     if let Some(cwd) = &opts.cwd {
         process.set_cwd(cwd.clone());
     }
+    // A command line cannot hold a NUL byte: one here came from config.json.
+    if let Some((field, value)) = nul_byte(&process) {
+        return Err(OciError::invalid(
+            field,
+            value,
+            format!("contains a NUL byte, {NUL_REASON}"),
+        ));
+    }
     Ok(process)
+}
+
+const NUL_REASON: &str = "which no C string (and so no execve) can hold";
+
+/// The first of the process's strings with a NUL byte, named as in the OCI process
+/// (`process.env[2]`), with its value.
+fn nul_byte(process: &Process) -> Option<(String, String)> {
+    let first = |field: &str, list: &Option<Vec<String>>| {
+        list.iter()
+            .flatten()
+            .enumerate()
+            .find(|(_, value)| value.contains('\0'))
+            .map(|(i, value)| (format!("process.{field}[{i}]"), value.clone()))
+    };
+    let cwd = process.cwd().to_string_lossy();
+    first("args", process.args())
+        .or_else(|| first("env", process.env()))
+        .or_else(|| {
+            cwd.contains('\0')
+                .then(|| ("process.cwd".into(), cwd.into_owned()))
+        })
 }
 
 /// Runs the process in container `id`. Returns its exit status (0 with `--detach`).
@@ -154,66 +190,49 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
             e,
         )
     })?;
-    let program = CString::new(process.args().clone().unwrap_or_default()[0].clone())
-        .map_err(|_| OciError::invalid("process.args[0]", "", "contains a NUL byte"))?;
-    let argv = cstrings(process.args().clone().unwrap_or_default())?;
-    let env = cstrings(process.env().clone().unwrap_or_default())?;
-    let cwd = if process.cwd().as_os_str().is_empty() {
-        PathBuf::from("/")
-    } else {
-        process.cwd().clone()
-    };
-    let path_var = env
-        .iter()
-        .filter_map(|e| e.to_str().ok())
-        .find_map(|e| e.strip_prefix("PATH=").map(str::to_string))
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let program = Program::new(&process.args().clone().unwrap_or_default())?
+        .with_env(&process.env().clone().unwrap_or_default())?
+        .with_cwd(if process.cwd().as_os_str().is_empty() {
+            Path::new("/")
+        } else {
+            process.cwd()
+        })?;
 
     let (reader, writer) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| OciError::Sys {
             what: "pipe2".into(),
             errno,
         })?;
-    // Last before the fork: a handle that is dropped removes its cgroup, and this one is the
-    // container's — any early return from here on must `keep()` it.
-    let cgroup = Cgroup::open(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
-    // SAFETY: the runtime is single-threaded here; the helper only makes system calls, forks
-    // once more and exits.
-    let helper = match unsafe { fork() } {
-        Err(errno) => {
-            cgroup.keep();
-            return Err(OciError::Sys {
-                what: "fork".into(),
-                errno,
-            });
-        }
-        Ok(ForkResult::Child) => {
-            drop(reader);
-            let mut report = File::from(writer);
-            let code = match helper_main(
-                &cgroup,
-                &namespaces,
-                &root,
-                &mut report,
-                opts.detach,
-                || command_main(&cwd, &program, &path_var, &argv, &env, &steps, console),
-            ) {
-                Ok(code) => code,
-                Err(msg) => {
-                    report_line(&mut report, &format!("err:{msg}"));
-                    126
-                }
-            };
-            // SAFETY: _exit in the forked child, without running the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        Ok(ForkResult::Parent { child }) => child,
-    };
-    cgroup.keep();
-    drop(writer);
-    drop(console_channel); // the command's copy is the one that matters now
-                           // The command sends the master before it execs; a command that fails first sends nothing,
-                           // and its end closes: then the report below says why.
+    // Only to join: dropping this handle leaves the container's cgroup alone.
+    let cgroup = Cgroup::observe(&detect()?, &CgroupPath::new(&container.record.cgroup)?)?;
+    // The helper keeps only what it uses: the report pipe, the namespaces, the root and the
+    // terminal's channel. Anything else of the runtime's stays out of the container.
+    let mut keep: Vec<RawFd> = namespaces.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    keep.extend([writer.as_raw_fd(), root.as_raw_fd()]);
+    keep.extend(console.map(|c| c.channel.as_raw_fd()));
+    let (cgroup_ref, namespaces_ref, root_ref) = (&cgroup, &namespaces, &root);
+    // `writer` moves into the helper's body: the parent's copy closes when `fork_child`
+    // returns, so that reading the report below ends when the helper and the command are done
+    // with theirs.
+    let helper = fork_child(&keep, move || {
+        helper_main(
+            cgroup_ref,
+            namespaces_ref,
+            root_ref,
+            writer,
+            opts.detach,
+            console,
+            || command_main(&program, &steps, console),
+        )
+    })
+    .map_err(|errno| OciError::Sys {
+        what: "forking the exec helper".into(),
+        errno,
+    })?;
+    // The command's copy of the terminal channel is the one that matters now.
+    drop(console_channel);
+    // The command sends the master before it execs; a command that fails first sends nothing,
+    // and its end closes: then the report below says why.
     let master = our_console_end.and_then(|ours| {
         crate::console::receive_fd(ours.as_fd())
             .map(|(master, _name)| master)
@@ -231,7 +250,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
         }
     }
     if let Some(msg) = error {
-        let _ = waitpid(helper, None);
+        let _ = wait_for_end(helper);
         return Err(OciError::Start {
             id: id.into(),
             reason: format!("exec: {msg}"),
@@ -245,14 +264,15 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32, OciError
     if let Some(master) = master.filter(|_| !opts.detach) {
         crate::console::relay(master)?;
     }
-    let helper_status = waitpid(helper, None);
-    if opts.detach {
-        return Ok(0);
-    }
-    Ok(match helper_status {
-        Ok(WaitStatus::Exited(_, code)) => code,
-        Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-        _ => 1,
+    // The helper exits with the command's status, as a shell reports it (128 + signal).
+    let helper_end = wait_for_end(helper).map_err(|errno| OciError::Sys {
+        what: format!("waiting for the exec helper (pid {helper})"),
+        errno,
+    })?;
+    Ok(if opts.detach {
+        0
+    } else {
+        helper_end.shell_code()
     })
 }
 
@@ -268,20 +288,15 @@ struct ExecConsole<'a> {
 /// `writeln!` on a `File` writes each piece of its format separately — two processes' pieces
 /// would interleave ("err:pid:42\n…") and neither line would parse. A single write of less than
 /// `PIPE_BUF` bytes is atomic.
-fn report_line(report: &mut File, line: &str) {
-    let _ = report.write_all(format!("{line}\n").as_bytes());
-}
-
-fn cstrings(list: Vec<String>) -> Result<Vec<CString>, OciError> {
-    list.into_iter()
-        .map(|s| CString::new(s).map_err(|_| OciError::invalid("process", "", "a NUL byte")))
-        .collect()
+fn report_line(report: &OwnedFd, line: &str) {
+    let _ = nix::unistd::write(report, format!("{line}\n").as_bytes());
 }
 
 /// Opens `/proc/<init>/ns/*` for every namespace the container does not share with us.
-fn open_namespaces(init: i32) -> Result<Vec<(&'static str, CloneFlags, OwnedFd)>, OciError> {
+fn open_namespaces(init: i32) -> Result<Vec<(Namespace, OwnedFd)>, OciError> {
     let mut found = Vec::new();
-    for (name, flag) in ORDER {
+    for namespace in ORDER {
+        let name = namespace.name();
         let theirs = format!("/proc/{init}/ns/{name}");
         let Ok(their_meta) = fs::metadata(&theirs) else {
             continue; // the kernel lacks this kind
@@ -291,79 +306,79 @@ fn open_namespaces(init: i32) -> Result<Vec<(&'static str, CloneFlags, OwnedFd)>
             continue; // shared with the host: nothing to join
         }
         let file = File::open(&theirs).map_err(|e| OciError::io("opening", &theirs, e))?;
-        found.push((name, flag, OwnedFd::from(file)));
+        found.push((namespace, OwnedFd::from(file)));
     }
     Ok(found)
 }
 
 // ANCHOR: setns
-/// The helper: into the cgroup, through the namespaces in order, then fork the command.
+/// The helper: into the cgroup, through the namespaces in order, then fork the command. Reports
+/// the command's pid (or why it got no further) on `report`, and returns the command's status
+/// as a shell reports it (0 at once with `detach`).
 fn helper_main(
     cgroup: &Cgroup,
-    namespaces: &[(&'static str, CloneFlags, OwnedFd)],
+    namespaces: &[(Namespace, OwnedFd)],
     root: &File,
-    report: &mut File,
+    report: OwnedFd,
     detach: bool,
+    console: Option<ExecConsole>,
     command: impl FnOnce() -> String,
-) -> Result<i32, String> {
+) -> i32 {
+    let entered = enter(cgroup, namespaces, root);
+    // 4. A PID namespace is entered by the children of whoever joined it. The command keeps
+    //    only the report pipe and its terminal's channel.
+    let mut keep = vec![report.as_raw_fd()];
+    keep.extend(console.map(|c| c.channel.as_raw_fd()));
+    let forked = entered.and_then(|()| {
+        fork_child(&keep, || {
+            let msg = command(); // returns only if the command could not be exec'd
+            report_line(&report, &format!("err:{msg}"));
+            127
+        })
+        .map_err(|e| format!("fork: {e}"))
+    });
+    let child = match forked {
+        Ok(child) => child,
+        Err(msg) => {
+            report_line(&report, &format!("err:{msg}"));
+            return 126;
+        }
+    };
+    report_line(&report, &format!("pid:{child}"));
+    if detach {
+        return 0;
+    }
+    // Close our end so the runtime sees EOF once the command has exec'd.
+    drop(report);
+    wait_for_end(child).map_or(1, Exit::shell_code)
+}
+
+/// Steps 1–3 of the helper: the container's cgroup, its namespaces, its root.
+fn enter(cgroup: &Cgroup, namespaces: &[(Namespace, OwnedFd)], root: &File) -> Result<(), String> {
     // 1. The cgroup, from the host side (its files are out of sight once in the mount ns).
     cgroup
         .add_process(nix::unistd::getpid())
         .map_err(|e| format!("joining the container's cgroup: {e}"))?;
     // 2. user first, ..., mnt last.
-    for (name, flag, fd) in namespaces {
-        nix::sched::setns(fd.as_fd(), *flag).map_err(|e| format!("setns({name}): {e}"))?;
+    for (namespace, fd) in namespaces {
+        nix::sched::setns(fd.as_fd(), namespace.clone_flag())
+            .map_err(|e| format!("setns({namespace}): {e}"))?;
     }
     // 3. The container's root: setns(mnt) puts us at the namespace's root mount; make it the
     //    root the container's init pivoted to.
     nix::unistd::fchdir(root).map_err(|e| format!("fchdir to the container's root: {e}"))?;
-    nix::unistd::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;
-    // 4. A PID namespace is entered by the children of whoever joined it.
-    // SAFETY: single-threaded helper; the child execs or _exits.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            let msg = command();
-            report_line(report, &format!("err:{msg}"));
-            // SAFETY: the forked command failed before execve.
-            unsafe { libc::_exit(127) }
-        }
-        ForkResult::Parent { child } => {
-            report_line(report, &format!("pid:{child}"));
-            if detach {
-                return Ok(0);
-            }
-            // Close our end so the runtime sees EOF once the command has exec'd.
-            let _ = nix::unistd::close(std::os::fd::AsRawFd::as_raw_fd(report));
-            Ok(match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-                _ => 1,
-            })
-        }
-    }
+    nix::unistd::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))
 }
 // ANCHOR_END: setns
 
-/// In the command's process, inside every namespace: cwd, security steps, execve. Returns only
-/// on failure, with why.
+/// In the command's process, inside every namespace: terminal, security steps, then chapter 1's
+/// exec (cwd, and `argv[0]` looked up in the process's own `PATH`). Returns only on failure,
+/// with why.
 fn command_main(
-    cwd: &Path,
-    program: &CString,
-    path_var: &str,
-    argv: &[CString],
-    env: &[CString],
+    program: &Program,
     steps: &[ch02_namespaces::ChildHook],
     console: Option<ExecConsole>,
 ) -> String {
-    if let Err(e) = nix::unistd::chdir(cwd) {
-        return format!("chdir({}): {e}", cwd.display());
-    }
-    let Some(path) = resolve(program, path_var) else {
-        return format!(
-            "{:?}: no such executable in the container (PATH={path_var})",
-            program
-        );
-    };
     // Before the security steps: the user switch would take away the right to chown the pty.
     if let Some(console) = console {
         if let Err(e) = crate::console::exec_console(console.channel, console.size, console.owner) {
@@ -375,23 +390,12 @@ fn command_main(
             return e;
         }
     }
-    match nix::unistd::execve(&path, argv, env) {
-        Err(e) => format!("execve({path:?}): {e}"),
-        Ok(never) => match never {},
+    let errno = program.exec(None);
+    ExecError::Exec {
+        program: program.name(),
+        errno,
     }
-}
-
-/// `program` if it has a `/`, else the first executable file named so in `PATH`.
-fn resolve(program: &CString, path_var: &str) -> Option<CString> {
-    let name = program.to_str().ok()?;
-    if name.contains('/') {
-        return Some(program.clone());
-    }
-    path_var
-        .split(':')
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
-        .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok())
+    .to_string()
 }
 
 #[cfg(test)]
@@ -417,5 +421,41 @@ mod tests {
             vec!["PATH=/bin".to_string(), "A=2".to_string()]
         );
         assert_eq!(p.cwd(), Path::new("/tmp"));
+    }
+
+    #[test]
+    fn a_nul_byte_is_named_by_its_field_and_source() {
+        let mut template = Process::default();
+        template.set_env(Some(vec!["A=1".into(), "B=x\0y".into()]));
+        let opts = ExecOptions {
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        let err = build_process(&template, &opts).unwrap_err().to_string();
+        assert!(
+            err.contains("process.env[1]") && err.contains(r#""B=x\0y""#),
+            "{err}"
+        );
+
+        let scratch = labkit::ScratchDir::new("exec-nul").unwrap();
+        let file = scratch.join("process.json");
+        fs::write(
+            &file,
+            r#"{"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh", "a\u0000b"]}"#,
+        )
+        .unwrap();
+        let opts = ExecOptions {
+            process: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = build_process(&Process::default(), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&file.display().to_string())
+                && err.contains("process.args[1]")
+                && err.contains(r#""a\0b""#),
+            "{err}"
+        );
     }
 }

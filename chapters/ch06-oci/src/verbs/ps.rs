@@ -14,11 +14,10 @@ use crate::OciError;
 pub fn container_pids(container: &Container) -> Result<Vec<Pid>, OciError> {
     let layout = detect()?;
     let path = CgroupPath::new(&container.record.cgroup)?;
-    let Ok(cgroup) = Cgroup::open(&layout, &path) else {
+    let Ok(cgroup) = Cgroup::observe(&layout, &path) else {
         return Ok(Vec::new());
     };
     let mut pids = cgroup.processes();
-    cgroup.keep(); // only looking
     pids.retain(|p| p.as_raw() != container.record.waiter);
     Ok(pids)
 }

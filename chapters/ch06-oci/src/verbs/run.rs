@@ -5,8 +5,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::ContainerState;
 
 use crate::log;
-use crate::state::{save_record, start_time, Container, Store};
-use crate::verbs::create::{create, spawn, write_pid_file, CreateOptions, Spawned};
+use crate::state::{Container, Store};
+use crate::verbs::create::{create, record_init, spawn, CreateOptions, Spawned};
 use crate::verbs::delete::{delete, destroy_cgroup};
 use crate::verbs::start::{after_gate, open_gate, start};
 use crate::verbs::Globals;
@@ -39,15 +39,8 @@ pub fn run(
         console,
     } = spawn(store, id, options, globals, true)?;
     let init = child.pid();
-    record.start_time = start_time(init.as_raw()).unwrap_or(0);
     // Published ports: the keeper ends by itself with init; we reap it below.
-    let keeper = match child.address().filter(|_| !options.ports.is_empty()) {
-        Some(address) => Some(crate::ports::start_keeper(&options.ports, address, init)?),
-        None => None,
-    };
-    record.port_keeper = keeper.map_or(0, |k| k.as_raw());
-    save_record(&dir, &record)?;
-    write_pid_file(options, init)?;
+    let keeper = record_init(&mut record, &dir, options, init, child.address())?;
     let container = Container {
         dir: dir.clone(),
         record,

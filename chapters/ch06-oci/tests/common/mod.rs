@@ -226,14 +226,21 @@ pub fn wait_for(path: &Path) -> bool {
     true
 }
 
-/// Every directory of the cgroup `boxlab/<id>` that exists on this host (any layout).
-pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+/// `/sys/fs/cgroup` (the v2 tree) and every directory under it (the v1 hierarchies, hybrid's
+/// `unified`): where a cgroup's directories may be, on any layout.
+pub fn cgroup_tops() -> Vec<PathBuf> {
     let base = Path::new("/sys/fs/cgroup");
     let mut tops = vec![base.to_path_buf()];
     if let Ok(entries) = fs::read_dir(base) {
         tops.extend(entries.filter_map(Result::ok).map(|e| e.path()));
     }
-    tops.into_iter()
+    tops
+}
+
+/// Every directory of the cgroup `boxlab/<id>` that exists on this host (any layout).
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    cgroup_tops()
+        .into_iter()
         .map(|t| t.join("boxlab").join(id))
         .filter(|d| d.is_dir())
         .collect()
@@ -253,4 +260,103 @@ pub fn cgroup_value(id: &str, v1_controller: &str, file_v1: &str, file_v2: &str)
         .unwrap_or_else(|e| panic!("neither {} nor {}: {e}", v1.display(), v2.display()))
         .trim()
         .to_string()
+}
+
+/// The host pids of live (not zombie) processes that belong to container `id`: forks of the
+/// runtime that carry the id on their command line (the set-up processes and the command still
+/// waiting at the gate), or anything in a cgroup `boxlab/<id>` or `…/<id>`.
+pub fn container_processes(id: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || is_zombie(pid) {
+            continue;
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let by_args = cmdline.split(|&b| b == 0).any(|arg| arg == id.as_bytes());
+        let cgroup = fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        let by_cgroup = cgroup
+            .lines()
+            .any(|l| l.ends_with(&format!("/boxlab/{id}")));
+        if by_args || by_cgroup {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// State letter, parent pid and name of process `pid`, from `/proc/<pid>/stat`.
+pub fn stat_of(pid: i32) -> Option<(char, i32, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid, comm))
+}
+
+fn is_zombie(pid: i32) -> bool {
+    matches!(stat_of(pid), Some(('Z' | 'X', _, _)))
+}
+
+/// Waits (up to 10 s) until no live process of `id` is left, calling `reap` in between.
+pub fn wait_no_processes(id: &str, reap: impl Fn()) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        reap();
+        let left = container_processes(id);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Mounts (as the host sees them) whose mount point or source lies under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Asserts that container `id` has left nothing at all: no state directory, no cgroup, no live
+/// process (given up to 10 s to go), no mount under the lab's scratch directory.
+pub fn assert_nothing_left(lab: &Lab, id: &str, when: &str) {
+    assert_nothing_left_reaping(lab, id, || {}, when);
+}
+
+/// [`assert_nothing_left`] for a test that is the subreaper of what it starts: `reap` collects
+/// the zombies it adopted while it waits. (Reaping children of ours by name is only safe where
+/// no other thread of the test binary is waiting for a child of that name.)
+pub fn assert_nothing_left_reaping(lab: &Lab, id: &str, reap: impl Fn(), when: &str) {
+    assert!(
+        !lab.state_dir(id).exists(),
+        "{when}: state directory {} left: {:?}",
+        lab.state_dir(id).display(),
+        fs::read_dir(lab.state_dir(id)).map(|d| d
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>())
+    );
+    assert!(
+        cgroup_dirs(id).is_empty(),
+        "{when}: cgroups left: {:?}",
+        cgroup_dirs(id)
+    );
+    let left = wait_no_processes(id, reap);
+    assert!(left.is_empty(), "{when}: processes left: {left:?}");
+    let mounts = mounts_under(lab.scratch.path());
+    assert!(mounts.is_empty(), "{when}: mounts left: {mounts:#?}");
 }
