@@ -46,19 +46,8 @@ fn microvm(c: &mut Criterion) {
         })
     });
 
-    let snapshot_config = GuestConfig {
-        cmdline: "task=crc32 ready".into(),
-        ..GuestConfig::default()
-    };
     let dir = std::env::temp_dir().join(format!("boxlab-bench-snapshot-{}", std::process::id()));
-    let mut vm = MicroVm::tiny_guest(&snapshot_config).unwrap();
-    let ready = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    vm.run(&ready, &mut |_| {}).unwrap();
-    let snap = Snapshot::save(&mut vm, &dir).unwrap();
-    drop(vm);
+    let snap = Snapshot::take(&config, &dir).unwrap().snapshot;
     let (mut restore_first, mut restore_end) = (Vec::new(), Vec::new());
     group.bench_function("snapshot_restore_to_poweroff", |b| {
         b.iter(|| {

@@ -118,20 +118,12 @@ fn host_memory() -> String {
 
 fn measure_warm(runs: usize) -> Measured<Summary> {
     // The guest stops at its "ready" point (booted, before its task); we save it there.
-    let config = GuestConfig {
-        cmdline: "task=crc32 ready".into(),
-        ..GuestConfig::default()
-    };
+    let config = GuestConfig::default();
     let dir = std::env::temp_dir().join(format!("boxlab-report-snapshot-{}", std::process::id()));
     let measured = (|| {
-        let mut vm = MicroVm::tiny_guest(&config).map_err(|e| e.to_string())?;
-        let ready = RunOptions {
-            stop_at_ready: true,
-            ..RunOptions::default()
-        };
-        vm.run(&ready, &mut |_| {}).map_err(|e| e.to_string())?;
-        let snapshot = Snapshot::save(&mut vm, &dir).map_err(|e| e.to_string())?;
-        drop(vm);
+        let snapshot = Snapshot::take(&config, &dir)
+            .map_err(|e| e.to_string())?
+            .snapshot;
         let opts = RunOptions::default();
         let bar = bar(runs as u64, "VM warm (restore→exit)");
         let mut samples = Vec::with_capacity(runs);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ch07_microvm::exits::{RunOptions, Stop};
 use ch07_microvm::guest::TINY_GUEST_ELF;
 use ch07_microvm::snapshot::FpuFormat;
-use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot, VmError};
+use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot, Taken, VmError};
 use kvm_ioctls::{Cap, Kvm};
 use labkit::require_root;
 
@@ -23,15 +23,12 @@ fn dir(name: &str) -> Dir {
 }
 
 fn round_trip(config: &GuestConfig, dir: &Dir) {
-    let mut vm = MicroVm::tiny_guest(config).unwrap();
-    let opts = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    let before = vm.run(&opts, &mut |_| {}).unwrap();
+    let Taken {
+        snapshot: snap,
+        first: before,
+        ..
+    } = Snapshot::take(config, &dir.0).unwrap();
     assert_eq!(before.stop, Stop::Ready);
-    let snap = Snapshot::save(&mut vm, &dir.0).unwrap();
-    drop(vm);
 
     let mut restored = snap.restore(false).unwrap();
     let after = restored.run(&RunOptions::default(), &mut |_| {}).unwrap();
@@ -99,13 +96,7 @@ fn a_damaged_snapshot_is_refused() {
         ..GuestConfig::default()
     };
     let d = dir("snap-damaged");
-    let mut vm = MicroVm::tiny_guest(&config).unwrap();
-    let opts = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    vm.run(&opts, &mut |_| {}).unwrap();
-    let snap = Snapshot::save(&mut vm, &d.0).unwrap();
+    let snap = Snapshot::take(&config, &d.0).unwrap().snapshot;
     let state = d.0.join("vm.state");
     let bytes = fs::read(&state).unwrap();
     fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
@@ -131,20 +122,15 @@ fn unread_serial_input_travels_with_the_snapshot() {
         ..GuestConfig::default()
     };
     let d = dir("snap-input");
-    let mut vm = MicroVm::tiny_guest(&config).unwrap();
-    let opts = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    let before = vm.run(&opts, &mut |_| {}).unwrap();
-    assert_eq!(vm.unread_input(), config.console_input.len());
-    let snap = Snapshot::save(&mut vm, &d.0).unwrap();
-    drop(vm);
-    let after = snap
-        .restore(false)
-        .unwrap()
-        .run(&RunOptions::default(), &mut |_| {})
-        .unwrap();
+    let Taken {
+        snapshot: snap,
+        first: before,
+        ..
+    } = Snapshot::take(&config, &d.0).unwrap();
+    let mut restored = snap.restore(false).unwrap();
+    // Nothing was read before the snapshot: all of it is in the restored UART's FIFO.
+    assert_eq!(restored.unread_input(), config.console_input.len());
+    let after = restored.run(&RunOptions::default(), &mut |_| {}).unwrap();
     assert_eq!(
         before.output_text() + &after.output_text(),
         config.expected_output()

@@ -36,17 +36,14 @@ fn start(expect: &Expect) -> String {
     )
 }
 
-/// The guest the lab ran, as `--stage snapshot` runs it.
+/// The guest the lab ran, as `--stage snapshot` runs it (`Snapshot::take` adds `ready`).
 fn guest(expect: &Expect) -> GuestConfig {
-    let mut cmdline = expect.cmdline.clone();
-    if !cmdline.split(' ').any(|w| w == "ready") {
-        cmdline.push_str(" ready");
-    }
     GuestConfig {
-        cmdline,
+        cmdline: expect.cmdline.clone(),
         input: expect.input.clone(),
         ..GuestConfig::default()
     }
+    .with_ready()
 }
 
 /// Runs every check; always returns the same number of checks.
