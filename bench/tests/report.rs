@@ -166,9 +166,7 @@ fn quick_report_measures_every_row_sanely() {
     // The peer VM: scripts/setup installs QEMU and fetches the kernel, so in CI QEMU's boot of
     // it is measured (software emulation here: seconds, not milliseconds).
     let qemu_ready = bench::peers::find_program("qemu-system-x86_64").is_some()
-        && Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/boxlab-kernel/vmlinuz")
-            .is_file();
+        && ch07_microvm::linux::fetched_kernel().is_ok();
     if qemu_ready || std::env::var_os("CI").is_some() {
         let qemu = must("QEMU microvm: Linux boot");
         assert!(

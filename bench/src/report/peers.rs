@@ -273,7 +273,7 @@ fn qemu_command_line(accel: &str) -> &'static str {
 fn measure_qemu(runs: usize) -> Measured<Summary> {
     let qemu = find_program("qemu-system-x86_64")
         .ok_or("qemu-system-x86_64 is not installed (apt install qemu-system-x86)")?;
-    let (kernel, initrd) = super::vm::kernel_files()?;
+    let (kernel, initrd) = ch07_microvm::linux::fetched_kernel().map_err(|e| e.to_string())?;
     let accel = if ch07_microvm::host::detect().can_boot_linux() {
         "kvm"
     } else {
@@ -323,7 +323,7 @@ fn measure_qemu(runs: usize) -> Measured<Summary> {
         samples.push(began.elapsed());
         let output = fs::read_to_string(&log).unwrap_or_default();
         let _ = fs::remove_file(&log);
-        if !output.contains("BOXLAB-INIT-OK") {
+        if !output.contains(ch07_microvm::initramfs::INIT_MARKER) {
             return Err(format!(
                 "QEMU ended ({status}) before the initramfs's init ran"
             ));

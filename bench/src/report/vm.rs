@@ -3,11 +3,12 @@
 //! VMM's memory outside guest RAM, and a stock Linux kernel's boot where the host can run one.
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use ch07_microvm::exits::RunOptions;
+use ch07_microvm::initramfs::INIT_MARKER;
+use ch07_microvm::linux::fetched_kernel;
 use ch07_microvm::{host, overhead, GuestConfig, LinuxConfig, MicroVm, Snapshot, Stop};
 
 use super::measured::{need_root, Measured};
@@ -150,36 +151,13 @@ fn measure_warm(runs: usize) -> Measured<Summary> {
     measured
 }
 
-/// Where scripts/fetch-kernel puts the kernel and initramfs.
-pub fn kernel_dir() -> PathBuf {
-    std::env::var_os("BOXLAB_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/boxlab-kernel")
-        })
-}
-
-/// The fetched kernel and initramfs, or why there are none.
-pub fn kernel_files() -> Result<(PathBuf, PathBuf), String> {
-    let dir = kernel_dir();
-    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initramfs.cpio"));
-    if kernel.is_file() && initrd.is_file() {
-        Ok((kernel, initrd))
-    } else {
-        Err(format!(
-            "no kernel fetched ({} missing: run scripts/fetch-kernel)",
-            if kernel.is_file() { initrd } else { kernel }.display()
-        ))
-    }
-}
-
 /// A stock Linux kernel + initramfs, creation to power-off: only on hardware KVM.
 fn measure_linux(runs: usize) -> Measured<Summary> {
     let kvm = host::detect();
     if !kvm.can_boot_linux() {
         return Err(kvm.describe());
     }
-    let (kernel, initrd) = kernel_files()?;
+    let (kernel, initrd) = fetched_kernel().map_err(|e| e.to_string())?;
     let config = LinuxConfig {
         initrd: Some(initrd),
         ..LinuxConfig::new(kernel)
@@ -196,7 +174,7 @@ fn measure_linux(runs: usize) -> Measured<Summary> {
             .and_then(|mut vm| vm.run(&opts, &mut |_| {}))
             .map_err(|e| format!("Linux boot: {e}"))?;
         samples.push(began.elapsed());
-        if !report.output_text().contains("BOXLAB-INIT-OK") {
+        if !report.output_text().contains(INIT_MARKER) {
             return Err(format!(
                 "the kernel ended {:?} before its init ran",
                 report.stop

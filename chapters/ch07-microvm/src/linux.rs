@@ -240,6 +240,39 @@ impl MicroVm {
     // ANCHOR_END: stage4
 }
 
+/// The variable that tells `scripts/fetch-kernel` where to write, and us where to look.
+pub const KERNEL_DIR_VAR: &str = "BOXLAB_KERNEL_DIR";
+
+/// Where `scripts/fetch-kernel` puts the kernel and initramfs: `$BOXLAB_KERNEL_DIR`, else
+/// `target/boxlab-kernel` at the top of this workspace (the script's own rule).
+pub fn kernel_dir() -> PathBuf {
+    std::env::var_os(KERNEL_DIR_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // chapters/ch07-microvm -> the workspace.
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let workspace = manifest.ancestors().nth(2).unwrap_or(manifest);
+            workspace.join("target/boxlab-kernel")
+        })
+}
+
+/// The kernel (`vmlinuz`) and initramfs (`initramfs.cpio`) that `scripts/fetch-kernel` wrote,
+/// or which of them is missing.
+pub fn fetched_kernel() -> Result<(PathBuf, PathBuf)> {
+    fetched_kernel_in(&kernel_dir())
+}
+
+/// The same, in `dir`.
+pub fn fetched_kernel_in(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initramfs.cpio"));
+    for path in [&kernel, &initrd] {
+        if !path.is_file() {
+            return Err(VmError::NoKernelFetched { path: path.clone() });
+        }
+    }
+    Ok((kernel, initrd))
+}
+
 /// The host, in one line (for the demo).
 pub fn host_summary() -> (HostKvm, String) {
     let host = host::detect();
@@ -265,6 +298,25 @@ mod tests {
         let path = std::env::temp_dir().join(format!("boxlab-ch07-{}-{name}", std::process::id()));
         fs::write(&path, bytes).unwrap();
         Scratch(path)
+    }
+
+    #[test]
+    fn a_fetched_kernel_needs_both_files() {
+        let dir = labkit::ScratchDir::new("ch07-fetched").unwrap();
+        let err = fetched_kernel_in(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{}/vmlinuz is missing", dir.path().display())),
+            "{err}"
+        );
+        assert!(err.contains("scripts/fetch-kernel"), "{err}");
+        fs::write(dir.join("vmlinuz"), b"k").unwrap();
+        let err = fetched_kernel_in(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("initramfs.cpio is missing"), "{err}");
+        fs::write(dir.join("initramfs.cpio"), b"i").unwrap();
+        assert_eq!(
+            fetched_kernel_in(dir.path()).unwrap(),
+            (dir.join("vmlinuz"), dir.join("initramfs.cpio"))
+        );
     }
 
     #[test]

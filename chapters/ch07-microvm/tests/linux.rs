@@ -7,6 +7,7 @@ use ch07_microvm::exits::{ExitEvent, RunOptions};
 use ch07_microvm::guest::TINY_GUEST_ELF;
 use ch07_microvm::host;
 use ch07_microvm::initramfs::INIT_MARKER;
+use ch07_microvm::linux::fetched_kernel;
 use ch07_microvm::{LinuxConfig, MicroVm, VmError};
 use labkit::require_root;
 
@@ -134,21 +135,15 @@ fn without_hardware_virtualization_linux_is_refused_in_one_line() {
     assert!(text.contains("--force"), "{text}");
 }
 
-/// Boots a real kernel. Set BOXLAB_KERNEL and BOXLAB_INITRD, or run scripts/fetch-kernel,
-/// which puts them in target/boxlab-kernel/.
+/// Boots a real kernel: the one scripts/fetch-kernel put in $BOXLAB_KERNEL_DIR or
+/// target/boxlab-kernel/.
 #[test]
 #[ignore = "needs hardware KVM (vmx/svm; this project's CI has PVM only) and scripts/fetch-kernel"]
 fn linux_boots_to_the_initramfs_marker_and_powers_off() {
     assert!(require_root(
         "linux_boots_to_the_initramfs_marker_and_powers_off"
     ));
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/boxlab-kernel");
-    let kernel = std::env::var_os("BOXLAB_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("vmlinuz"));
-    let initrd = std::env::var_os("BOXLAB_INITRD")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("initramfs.cpio"));
+    let (kernel, initrd) = fetched_kernel().unwrap();
     let config = LinuxConfig {
         initrd: Some(initrd),
         echo: true,
@@ -171,13 +166,7 @@ fn linux_boots_to_the_initramfs_marker_and_powers_off() {
 #[ignore = "needs hardware KVM (vmx/svm; this project's CI has PVM only) and scripts/fetch-kernel"]
 fn linux_boots_to_a_shell_on_the_serial_console() {
     assert!(require_root("linux_boots_to_a_shell_on_the_serial_console"));
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/boxlab-kernel");
-    let kernel = std::env::var_os("BOXLAB_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("vmlinuz"));
-    let initrd = std::env::var_os("BOXLAB_INITRD")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("initramfs.cpio"));
+    let (kernel, initrd) = fetched_kernel().unwrap();
     let mut config = LinuxConfig {
         initrd: Some(initrd),
         echo: true,
