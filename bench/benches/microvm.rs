@@ -6,17 +6,11 @@
 //! VM reports itself (creation -> first output), printed as medians at the end, next to what
 //! criterion measures for the whole iteration.
 
-use std::time::Duration;
-
+use bench::stats::median;
 use ch07_microvm::exits::RunOptions;
 use ch07_microvm::overhead;
 use ch07_microvm::{GuestConfig, MicroVm, Snapshot};
 use criterion::{criterion_group, criterion_main, Criterion};
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
 
 fn microvm(c: &mut Criterion) {
     if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/kvm").exists() {
@@ -66,14 +60,14 @@ fn microvm(c: &mut Criterion) {
     eprintln!(
         "microvm: tiny guest, median over {} runs: create -> first output {:.2?}, -> power-off {:.2?}",
         first.len(),
-        median(first),
-        median(end)
+        median(&first).unwrap_or_default(),
+        median(&end).unwrap_or_default()
     );
     eprintln!(
         "microvm: snapshot restore, median over {} runs: restore -> first output {:.2?}, -> power-off {:.2?}",
         restore_first.len(),
-        median(restore_first),
-        median(restore_end)
+        median(&restore_first).unwrap_or_default(),
+        median(&restore_end).unwrap_or_default()
     );
     eprintln!(
         "microvm: memory: RSS {} KiB, guest resident {} KiB of {} KiB, VMM overhead {} KiB ({} KiB anonymous, {} KiB file-backed)",

@@ -56,6 +56,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// The median of `samples` (between the two middle ones for an even count), as a duration:
+/// what the criterion benches print. `None` for no samples.
+pub fn median(samples: &[Duration]) -> Option<Duration> {
+    Summary::of(samples).map(|s| Duration::from_secs_f64(s.median / 1e3))
+}
+
 /// A number with three significant digits, no exponent: 0.00912, 0.691, 12.3, 1234.
 pub fn number(v: f64) -> String {
     let a = v.abs();
@@ -101,5 +107,11 @@ mod tests {
         assert_eq!((s.n, s.median), (5, 3.0));
         assert!((s.p10 - 1.4).abs() < 1e-9 && (s.p90 - 4.6).abs() < 1e-9);
         assert!(Summary::of(&[]).is_none());
+        let ms = Duration::from_millis;
+        assert_eq!(
+            median(&[ms(4), ms(1), ms(2), ms(3)]),
+            Some(Duration::from_micros(2500))
+        );
+        assert_eq!(median(&[]), None);
     }
 }
