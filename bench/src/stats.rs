@@ -85,7 +85,9 @@ pub fn ms(v: f64) -> String {
     format!("{} ms", number(v))
 }
 
-/// Bytes in KiB / MiB / GiB.
+/// Bytes in KiB / MiB / GiB, with three significant digits like every figure of the report
+/// ("2.81 KiB", "8.12 MiB"). Not ch03's `quantity::human_bytes`, which rounds to one decimal
+/// ("2.8 KiB") and counts small sizes in bytes.
 pub fn bytes(b: u64) -> String {
     let b = b as f64;
     if b >= (1u64 << 30) as f64 {

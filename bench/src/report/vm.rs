@@ -93,7 +93,9 @@ fn measure_cold(runs: usize) -> (Measured<Summary>, Measured<String>) {
                 .to_string();
             format!(
                 "own kernel: the guest booted its own kernel image and reports its own machine (`{ram}`, not the host's {}); it has no view of host processes: its only way out was {} VM exits to the two devices the VMM emulates (serial port, i8042)",
-                host_memory(),
+                super::machine::host_memory()
+                    .map(bytes)
+                    .unwrap_or_else(|| "RAM".into()),
                 report.exits
             )
         })
@@ -102,19 +104,6 @@ fn measure_cold(runs: usize) -> (Measured<Summary>, Measured<String>) {
         Summary::of(&samples).ok_or_else(|| "no runs".into()),
         isolation,
     )
-}
-
-/// The host's RAM, from /proc/meminfo.
-fn host_memory() -> String {
-    fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map(|kib| bytes(kib * 1024))
-        .unwrap_or_else(|| "RAM".into())
 }
 
 fn measure_warm(runs: usize) -> Measured<Summary> {
@@ -218,7 +207,7 @@ impl VmMemory {
 /// `bench vm-probe`: one tiny-guest VM, run to power-off, then its memory, as one line of
 /// numbers on stdout: `before rss rss_anon rss_file guest_size guest_resident`.
 pub fn probe() -> anyhow::Result<()> {
-    let before = self_rss();
+    let before = overhead::process_memory().rss;
     let mut vm = MicroVm::tiny_guest(&GuestConfig::default())?;
     vm.run(&RunOptions::default(), &mut |_| {})?;
     let m = overhead::measure(&vm);
@@ -227,18 +216,6 @@ pub fn probe() -> anyhow::Result<()> {
         m.rss, m.rss_anon, m.rss_file, m.guest_size, m.guest_resident
     );
     Ok(())
-}
-
-fn self_rss() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 fn memory() -> Measured<VmMemory> {
