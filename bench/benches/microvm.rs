@@ -11,6 +11,7 @@ use ch07_microvm::exits::RunOptions;
 use ch07_microvm::overhead;
 use ch07_microvm::{GuestConfig, MicroVm, Snapshot};
 use criterion::{criterion_group, criterion_main, Criterion};
+use labkit::ScratchDir;
 
 fn microvm(c: &mut Criterion) {
     if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/kvm").exists() {
@@ -40,8 +41,9 @@ fn microvm(c: &mut Criterion) {
         })
     });
 
-    let dir = std::env::temp_dir().join(format!("boxlab-bench-snapshot-{}", std::process::id()));
-    let snap = Snapshot::take(&config, &dir).unwrap().snapshot;
+    // Removed when dropped, also when a step panics.
+    let dir = ScratchDir::new("bench-snapshot").unwrap();
+    let snap = Snapshot::take(&config, dir.path()).unwrap().snapshot;
     let (mut restore_first, mut restore_end) = (Vec::new(), Vec::new());
     group.bench_function("snapshot_restore_to_poweroff", |b| {
         b.iter(|| {
@@ -55,7 +57,7 @@ fn microvm(c: &mut Criterion) {
         })
     });
     group.finish();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     eprintln!(
         "microvm: tiny guest, median over {} runs: create -> first output {:.2?}, -> power-off {:.2?}",

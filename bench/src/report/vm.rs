@@ -11,6 +11,8 @@ use ch07_microvm::initramfs::INIT_MARKER;
 use ch07_microvm::linux::fetched_kernel;
 use ch07_microvm::{host, overhead, GuestConfig, LinuxConfig, MicroVm, Snapshot, Stop};
 
+use labkit::ScratchDir;
+
 use super::measured::{need_root, Measured};
 use super::progress::bar;
 use super::stats::{bytes, Summary};
@@ -109,35 +111,33 @@ fn measure_cold(runs: usize) -> (Measured<Summary>, Measured<String>) {
 fn measure_warm(runs: usize) -> Measured<Summary> {
     // The guest stops at its "ready" point (booted, before its task); we save it there.
     let config = GuestConfig::default();
-    let dir = std::env::temp_dir().join(format!("boxlab-report-snapshot-{}", std::process::id()));
-    let measured = (|| {
-        let snapshot = Snapshot::take(&config, &dir)
-            .map_err(|e| e.to_string())?
-            .snapshot;
-        let opts = RunOptions::default();
-        let bar = bar(runs as u64, "VM warm (restore→exit)");
-        let mut samples = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let began = Instant::now();
-            let report = snapshot
-                .restore(false)
-                .and_then(|mut vm| vm.run(&opts, &mut |_| {}))
-                .map_err(|e| format!("restore: {e}"))?;
-            samples.push(began.elapsed());
-            if report.stop != Stop::PowerOff || !report.output_text().contains("crc32: ") {
-                return Err(format!(
-                    "the restored guest ended {:?} with output {:?}",
-                    report.stop,
-                    report.output_text()
-                ));
-            }
-            bar.inc(1);
+    // Removed when dropped, whichever way this returns.
+    let dir =
+        ScratchDir::new("report-snapshot").map_err(|e| format!("a scratch directory: {e}"))?;
+    let snapshot = Snapshot::take(&config, dir.path())
+        .map_err(|e| e.to_string())?
+        .snapshot;
+    let opts = RunOptions::default();
+    let bar = bar(runs as u64, "VM warm (restore→exit)");
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let began = Instant::now();
+        let report = snapshot
+            .restore(false)
+            .and_then(|mut vm| vm.run(&opts, &mut |_| {}))
+            .map_err(|e| format!("restore: {e}"))?;
+        samples.push(began.elapsed());
+        if report.stop != Stop::PowerOff || !report.output_text().contains("crc32: ") {
+            return Err(format!(
+                "the restored guest ended {:?} with output {:?}",
+                report.stop,
+                report.output_text()
+            ));
         }
-        bar.finish_and_clear();
-        Summary::of(&samples).ok_or_else(|| "no runs".to_string())
-    })();
-    let _ = fs::remove_dir_all(&dir);
-    measured
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Summary::of(&samples).ok_or_else(|| "no runs".to_string())
 }
 
 /// A stock Linux kernel + initramfs, creation to power-off: only on hardware KVM.

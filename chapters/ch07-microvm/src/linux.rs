@@ -285,19 +285,21 @@ mod tests {
     use super::*;
     use crate::guest::TINY_GUEST_ELF;
 
-    /// A scratch file, removed when dropped (also when the test fails).
-    struct Scratch(PathBuf);
+    use labkit::ScratchDir;
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_file(&self.0);
-        }
+    /// `bytes` in a file of a scratch directory, removed when dropped (also when the test
+    /// fails).
+    struct Scratch {
+        path: PathBuf,
+        /// Kept for its `Drop`.
+        _dir: ScratchDir,
     }
 
     fn scratch(name: &str, bytes: &[u8]) -> Scratch {
-        let path = std::env::temp_dir().join(format!("boxlab-ch07-{}-{name}", std::process::id()));
+        let dir = ScratchDir::new(&format!("ch07-{name}")).unwrap();
+        let path = dir.join(name);
         fs::write(&path, bytes).unwrap();
-        Scratch(path)
+        Scratch { path, _dir: dir }
     }
 
     #[test]
@@ -322,7 +324,7 @@ mod tests {
     #[test]
     fn garbage_is_neither_elf_nor_bzimage() {
         let path = scratch("garbage", &[0x55; 4096]);
-        let err = sniff(&path.0).unwrap_err().to_string();
+        let err = sniff(&path.path).unwrap_err().to_string();
         assert!(err.contains("neither the ELF magic"), "{err}");
     }
 
@@ -330,7 +332,7 @@ mod tests {
     fn a_truncated_elf_is_refused_by_the_loader() {
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
         let path = scratch("truncated-elf", &TINY_GUEST_ELF[..200]);
-        let err = load_kernel(&ram, &path.0).unwrap_err();
+        let err = load_kernel(&ram, &path.path).unwrap_err();
         assert!(matches!(err, VmError::KernelLoad { .. }), "{err}");
     }
 
@@ -340,7 +342,7 @@ mod tests {
         fake[BZIMAGE_HDR_MAGIC_OFFSET..BZIMAGE_HDR_MAGIC_OFFSET + 4].copy_from_slice(b"HdrS");
         let path = scratch("fake-bzimage", &fake);
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
-        let err = load_kernel(&ram, &path.0).unwrap_err();
+        let err = load_kernel(&ram, &path.path).unwrap_err();
         assert!(matches!(err, VmError::KernelLoad { .. }), "{err}");
     }
 
@@ -348,13 +350,16 @@ mod tests {
     fn the_tiny_guest_elf_loads_like_a_vmlinux() {
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
         let path = scratch("guest-elf", TINY_GUEST_ELF);
-        let kernel = load_kernel(&ram, &path.0).unwrap();
+        let kernel = load_kernel(&ram, &path.path).unwrap();
         assert_eq!(
             (kernel.format, kernel.entry),
             (KernelFormat::Elf, HIMEM_START)
         );
-        let big = scratch("big-initrd", &vec![0u8; 15 << 20]);
-        let err = load_initrd(&ram, &big.0, kernel.end).unwrap_err();
+        // 15 MiB - 1 byte passes `MicroVm::linux`'s quick check (smaller than RAM above 1 MiB),
+        // but not the placement above the kernel: page-aligned at the top of 16 MiB it would
+        // start at 1 MiB, on top of the kernel.
+        let big = scratch("big-initrd", &vec![0u8; (15 << 20) - 1]);
+        let err = load_initrd(&ram, &big.path, kernel.end).unwrap_err();
         assert!(matches!(err, VmError::InitrdTooLarge { .. }), "{err}");
     }
 }
