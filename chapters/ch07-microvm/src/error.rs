@@ -18,6 +18,13 @@ pub enum VmError {
         hint: &'static str,
     },
 
+    #[error("{call} failed while {doing}: {errno}")]
+    Os {
+        call: &'static str,
+        doing: &'static str,
+        errno: errno::Error,
+    },
+
     #[error("guest memory: {what}: {reason}")]
     Memory { what: String, reason: String },
 
