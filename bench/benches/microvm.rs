@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use labkit::ScratchDir;
 
 fn microvm(c: &mut Criterion) {
-    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/kvm").exists() {
+    if !labkit::is_root() || !std::path::Path::new("/dev/kvm").exists() {
         eprintln!("microvm: needs root and /dev/kvm; nothing measured");
         return;
     }

@@ -183,7 +183,7 @@ fn timed(work: impl FnOnce()) -> Duration {
 const SAMPLE_SIZE: usize = 20;
 
 fn oci(c: &mut Criterion) {
-    if !nix::unistd::geteuid().is_root() {
+    if !labkit::is_root() {
         eprintln!("oci: needs root to create containers; nothing measured");
         return;
     }

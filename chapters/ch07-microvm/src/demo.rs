@@ -13,7 +13,7 @@ use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot};
 
 pub fn run() -> Result<()> {
     println!("boxlab chapter 7: a micro-VM on KVM\n");
-    if !nix_is_root() {
+    if !nix::unistd::geteuid().is_root() {
         bail!("the demo opens /dev/kvm, which on this host needs root: run it with sudo");
     }
     let (host, line) = host_summary();
@@ -208,9 +208,4 @@ fn median_runs(config: &GuestConfig, n: usize) -> Result<(Duration, Duration)> {
     firsts.sort();
     totals.sort();
     Ok((firsts[n / 2], totals[n / 2]))
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
