@@ -14,16 +14,19 @@ pub fn bundle(dir: &Path, args: &[&str], writable: bool) -> Result<PathBuf, Stri
     labkit::busybox_rootfs(&dir.join("rootfs"))
         .map_err(|e| format!("a busybox rootfs (apt install busybox-static): {e}"))?;
     let config_path = dir.join("config.json");
+    let err =
+        |doing: &str, e: &dyn std::fmt::Display| format!("{doing} {}: {e}", config_path.display());
     let _ = fs::remove_file(&config_path);
-    ch06_oci::verbs::spec::write_spec(dir, false).map_err(|e| e.to_string())?;
-    let text = fs::read_to_string(&config_path).map_err(|e| e.to_string())?;
-    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    ch06_oci::verbs::spec::write_spec(dir, false).map_err(|e| err("writing", &e))?;
+    let text = fs::read_to_string(&config_path).map_err(|e| err("reading", &e))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err("parsing", &e))?;
     config["process"]["args"] = serde_json::json!(args);
     if writable {
         config["root"]["readonly"] = serde_json::json!(false);
     }
-    let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
-    fs::write(&config_path, text).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&config).map_err(|e| err("serializing", &e))?;
+    fs::write(&config_path, text).map_err(|e| err("writing", &e))?;
     Ok(dir.to_path_buf())
 }
 

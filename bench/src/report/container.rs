@@ -332,7 +332,9 @@ fn read_memory(cgroup: &Cgroup) -> Measured<CgroupMemory> {
             "anon ",
         ),
     };
-    let stat = fs::read_to_string(dir.join("memory.stat")).map_err(|e| e.to_string())?;
+    let stat_path = dir.join("memory.stat");
+    let stat =
+        fs::read_to_string(&stat_path).map_err(|e| format!("{}: {e}", stat_path.display()))?;
     let anon = stat
         .lines()
         .find_map(|l| l.strip_prefix(key))
