@@ -5,7 +5,7 @@ use ch03_cgroups::{detect, Cgroup, CgroupPath, Limits};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn cgroups(c: &mut Criterion) {
-    if !nix::unistd::geteuid().is_root() {
+    if !labkit::is_root() {
         eprintln!("cgroups: needs root to create cgroups; nothing measured");
         return;
     }

@@ -6,20 +6,15 @@
 //! VM reports itself (creation -> first output), printed as medians at the end, next to what
 //! criterion measures for the whole iteration.
 
-use std::time::Duration;
-
+use bench::stats::median;
 use ch07_microvm::exits::RunOptions;
 use ch07_microvm::overhead;
 use ch07_microvm::{GuestConfig, MicroVm, Snapshot};
 use criterion::{criterion_group, criterion_main, Criterion};
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
+use labkit::ScratchDir;
 
 fn microvm(c: &mut Criterion) {
-    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/kvm").exists() {
+    if !labkit::is_root() || !std::path::Path::new("/dev/kvm").exists() {
         eprintln!("microvm: needs root and /dev/kvm; nothing measured");
         return;
     }
@@ -46,19 +41,9 @@ fn microvm(c: &mut Criterion) {
         })
     });
 
-    let snapshot_config = GuestConfig {
-        cmdline: "task=crc32 ready".into(),
-        ..GuestConfig::default()
-    };
-    let dir = std::env::temp_dir().join(format!("boxlab-bench-snapshot-{}", std::process::id()));
-    let mut vm = MicroVm::tiny_guest(&snapshot_config).unwrap();
-    let ready = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    vm.run(&ready, &mut |_| {}).unwrap();
-    let snap = Snapshot::save(&mut vm, &dir).unwrap();
-    drop(vm);
+    // Removed when dropped, also when a step panics.
+    let dir = ScratchDir::new("bench-snapshot").unwrap();
+    let snap = Snapshot::take(&config, dir.path()).unwrap().snapshot;
     let (mut restore_first, mut restore_end) = (Vec::new(), Vec::new());
     group.bench_function("snapshot_restore_to_poweroff", |b| {
         b.iter(|| {
@@ -72,19 +57,19 @@ fn microvm(c: &mut Criterion) {
         })
     });
     group.finish();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     eprintln!(
         "microvm: tiny guest, median over {} runs: create -> first output {:.2?}, -> power-off {:.2?}",
         first.len(),
-        median(first),
-        median(end)
+        median(&first).unwrap_or_default(),
+        median(&end).unwrap_or_default()
     );
     eprintln!(
         "microvm: snapshot restore, median over {} runs: restore -> first output {:.2?}, -> power-off {:.2?}",
         restore_first.len(),
-        median(restore_first),
-        median(restore_end)
+        median(&restore_first).unwrap_or_default(),
+        median(&restore_end).unwrap_or_default()
     );
     eprintln!(
         "microvm: memory: RSS {} KiB, guest resident {} KiB of {} KiB, VMM overhead {} KiB ({} KiB anonymous, {} KiB file-backed)",

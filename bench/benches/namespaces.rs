@@ -16,7 +16,7 @@ fn run(isolation: &Isolation, program: &Program) {
 
 fn namespaces(c: &mut Criterion) {
     let program = Program::new(&["/bin/true"]).unwrap();
-    let root = nix::unistd::geteuid().is_root();
+    let root = labkit::is_root();
     let mut group = c.benchmark_group("namespaces");
 
     group.bench_function("plain_fork_exec", |b| {

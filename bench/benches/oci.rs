@@ -50,9 +50,10 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bench::peers::{find_program, find_workspace_binary, hide_cgroup2_for_crun};
+use bench::peers::{bundle, find_ours, find_program, force_delete_all, hide_cgroup2_for_crun};
+use bench::stats::{median, Summary};
 use criterion::{criterion_group, criterion_main, Criterion};
-use labkit::{busybox_rootfs, ScratchDir};
+use labkit::ScratchDir;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
@@ -140,13 +141,7 @@ impl Runtime {
 
     /// Force-deletes whatever is left under its root (after a failed iteration).
     fn clean_up(&self) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return;
-        };
-        for id in entries.filter_map(Result::ok).map(|e| e.file_name()) {
-            let id = id.to_string_lossy().into_owned();
-            let _ = self.command(&["delete", "--force", &id]).status();
-        }
+        force_delete_all(&self.bin, &self.root);
     }
 }
 
@@ -174,29 +169,6 @@ fn peak_rss_kib(program: &Path, args: &[&str]) -> i64 {
         .unwrap_or_else(|| panic!("peak-rss printed {text:?}"))
 }
 
-/// Our release binary (see the top of this file for where it is looked for).
-fn find_ours() -> Result<PathBuf, String> {
-    match std::env::var_os("BOXLAB_OCI_BIN") {
-        Some(bin) => Ok(bin.into()),
-        None => {
-            find_workspace_binary("ch06-oci").map_err(|e| format!("{e}, or set BOXLAB_OCI_BIN"))
-        }
-    }
-}
-
-/// The busybox bundle: our `spec`'s config.json (runc's defaults), running `/bin/true`.
-fn bundle(scratch: &ScratchDir) -> PathBuf {
-    let dir = scratch.join("bundle");
-    busybox_rootfs(&dir.join("rootfs")).expect("a busybox rootfs (apt install busybox-static)");
-    ch06_oci::verbs::spec::write_spec(&dir, false).expect("writing config.json");
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-    config["process"]["args"] = serde_json::json!(["/bin/true"]);
-    fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    dir
-}
-
 /// Per-iteration times of one benchmark, as criterion's samples see them: the last
 /// `sample_size` entries are the measurement (warm-up comes first).
 type Samples = Rc<RefCell<Vec<Duration>>>;
@@ -208,20 +180,10 @@ fn timed(work: impl FnOnce()) -> Duration {
     began.elapsed()
 }
 
-fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    match sorted.len() {
-        0 => Duration::ZERO,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
-    }
-}
-
 const SAMPLE_SIZE: usize = 20;
 
 fn oci(c: &mut Criterion) {
-    if !nix::unistd::geteuid().is_root() {
+    if !labkit::is_root() {
         eprintln!("oci: needs root to create containers; nothing measured");
         return;
     }
@@ -247,7 +209,8 @@ fn oci(c: &mut Criterion) {
             eprintln!("oci: {note}");
         }
     }
-    let bundle = bundle(&scratch);
+    let bundle = bundle(&scratch.join("bundle"), &["/bin/true"], false)
+        .unwrap_or_else(|e| panic!("the busybox bundle: {e}"));
     let bundle_arg = bundle.to_str().unwrap().to_string();
     let runtimes: Vec<Runtime> = runtimes
         .into_iter()
@@ -330,7 +293,7 @@ fn oci(c: &mut Criterion) {
             let measured = &all[all.len().saturating_sub(SAMPLE_SIZE)..];
             // Nothing measured when a criterion filter left this one out.
             if !measured.is_empty() {
-                results.push((label, runtime.name, median(measured)));
+                results.push((label, runtime.name, median(measured).unwrap_or_default()));
             }
             runtime.clean_up();
         }
@@ -386,7 +349,7 @@ fn report_spaced(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<D
         let figures: Vec<String> = runtimes
             .iter()
             .zip(times)
-            .map(|(r, t)| format!("{} {:.2} ms", r.name, ms(median(t))))
+            .map(|(r, t)| format!("{} {:.2} ms", r.name, ms(median(t).unwrap_or_default())))
             .collect();
         println!("  {what:<20} {} (medians)", figures.join(", "));
         let Some(ours) = ours else { continue };
@@ -399,13 +362,12 @@ fn report_spaced(runtimes: &[Runtime], rounds: usize, paired: &[(&str, Vec<Vec<D
                 .zip(theirs)
                 .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
                 .collect();
-            ratios.sort_by(f64::total_cmp);
+            let Some(ratio) = Summary::of_ms(&mut ratios) else {
+                continue;
+            };
             println!(
                 "  {:<20} ours/{} = {:.2} (median of the {} rounds' ratios)",
-                "",
-                peer.name,
-                ratios[ratios.len() / 2],
-                ratios.len()
+                "", peer.name, ratio.median, ratio.n
             );
         }
     }

@@ -32,7 +32,7 @@ fn rootfs(c: &mut Criterion) {
         })
     });
 
-    if nix::unistd::geteuid().is_root() {
+    if labkit::is_root() {
         let program = Program::new(&["/bin/true"]).unwrap();
         let run = |isolation: &Isolation| isolation.spawn(&program).unwrap().wait().unwrap();
         let plain = Isolation::container_defaults();

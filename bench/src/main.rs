@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
 
     // The peers' bundle, whose rootfs is also the container image measured for its size.
     let scratch = ScratchDir::new("report").context("a scratch directory")?;
-    let bundle = container::bundle(&scratch.join("bundle"), &["/bin/true"], false);
+    let bundle = bench::peers::bundle(&scratch.join("bundle"), &["/bin/true"], false);
     let rootfs = bundle
         .as_ref()
         .map(|b| b.join("rootfs"))

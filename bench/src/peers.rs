@@ -1,9 +1,61 @@
-//! What the report (`src/report/peers.rs`) and the criterion bench (`benches/oci.rs`) both need
-//! to run our runtime beside crun and runc: finding the programs, measuring a peak resident
-//! set, and giving crun a cgroup view it accepts on a hybrid host.
+//! What the report (`src/report/`) and the criterion bench (`benches/oci.rs`) both need to run
+//! our runtime beside crun and runc: the busybox bundle, finding the programs, cleaning up after
+//! them, measuring a peak resident set, and giving crun a cgroup view it accepts on a hybrid
+//! host.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// A busybox bundle in `dir` running `args`, with our `spec`'s config.json (runc's defaults);
+/// `writable`: the root filesystem is not read-only (the report's isolation check leaves its
+/// findings in files there).
+pub fn bundle(dir: &Path, args: &[&str], writable: bool) -> Result<PathBuf, String> {
+    labkit::busybox_rootfs(&dir.join("rootfs"))
+        .map_err(|e| format!("a busybox rootfs (apt install busybox-static): {e}"))?;
+    let config_path = dir.join("config.json");
+    let err =
+        |doing: &str, e: &dyn std::fmt::Display| format!("{doing} {}: {e}", config_path.display());
+    let _ = fs::remove_file(&config_path);
+    ch06_oci::verbs::spec::write_spec(dir, false).map_err(|e| err("writing", &e))?;
+    let text = fs::read_to_string(&config_path).map_err(|e| err("reading", &e))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err("parsing", &e))?;
+    config["process"]["args"] = serde_json::json!(args);
+    if writable {
+        config["root"]["readonly"] = serde_json::json!(false);
+    }
+    let text = serde_json::to_string_pretty(&config).map_err(|e| err("serializing", &e))?;
+    fs::write(&config_path, text).map_err(|e| err("writing", &e))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Our runtime's binary: `$BOXLAB_OCI_BIN`, else the release build beside this program (see
+/// [`find_workspace_binary`]).
+pub fn find_ours() -> Result<PathBuf, String> {
+    match std::env::var_os("BOXLAB_OCI_BIN") {
+        Some(bin) => Ok(bin.into()),
+        None => {
+            find_workspace_binary("ch06-oci").map_err(|e| format!("{e}, or set BOXLAB_OCI_BIN"))
+        }
+    }
+}
+
+/// Force-deletes, quietly, every container that runtime `bin` has under its state directory
+/// `root` (what a run that failed half way left behind).
+pub fn force_delete_all(bin: &Path, root: &Path) {
+    for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+        let _ = Command::new(bin)
+            .arg("--root")
+            .arg(root)
+            .args(["delete", "--force"])
+            .arg(entry.file_name())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
 
 /// `name` on `PATH`, or in the directories Debian installs runtimes to.
 pub fn find_program(name: &str) -> Option<PathBuf> {

@@ -129,13 +129,14 @@ fn timing(label: &str, m: &Measured<Summary>) -> Bar {
     }
 }
 
-fn size(label: &str, m: Result<u64, String>) -> Bar {
+fn size<T>(label: &str, m: &Measured<T>, bytes_of: impl Fn(&T) -> u64) -> Bar {
+    let m = m.as_ref().map(bytes_of);
     Bar {
         label: label.to_string(),
         value: m
             .as_ref()
             .map(|b| (*b as f64 / 1024.0, None))
-            .map_err(Clone::clone),
+            .map_err(|why| why.to_string()),
         text: m.as_ref().map(|b| bytes(*b)).unwrap_or_default(),
     }
 }
@@ -154,52 +155,20 @@ pub fn write_all(r: &Results, dir: &Path) -> anyhow::Result<Vec<&'static str>> {
     )?;
 
     let memory = vec![
-        size(
-            "VM: VMM anon outside guest RAM",
-            r.vm.memory
-                .as_ref()
-                .map(|m| m.overhead())
-                .map_err(Clone::clone),
-        ),
-        size(
-            "VM: VMM RSS outside guest RAM",
-            r.vm.memory
-                .as_ref()
-                .map(|m| m.after.vmm())
-                .map_err(Clone::clone),
-        ),
-        size(
-            "container: cgroup usage, sleep",
-            r.container
-                .memory
-                .as_ref()
-                .map(|m| m.container.usage)
-                .map_err(Clone::clone),
-        ),
-        size(
-            "bare cgroup: usage, same sleep",
-            r.container
-                .memory
-                .as_ref()
-                .map(|m| m.bare.usage)
-                .map_err(Clone::clone),
-        ),
-        size(
-            "serverless: worker PSS",
-            r.process
-                .memory
-                .as_ref()
-                .map(|m| m.pss)
-                .map_err(Clone::clone),
-        ),
-        size(
-            "serverless: worker private",
-            r.process
-                .memory
-                .as_ref()
-                .map(|m| m.uss)
-                .map_err(Clone::clone),
-        ),
+        size("VM: VMM anon outside guest RAM", &r.vm.memory, |m| {
+            m.overhead()
+        }),
+        size("VM: VMM RSS outside guest RAM", &r.vm.memory, |m| {
+            m.after.vmm()
+        }),
+        size("container: cgroup usage, sleep", &r.container.memory, |m| {
+            m.container.usage
+        }),
+        size("bare cgroup: usage, same sleep", &r.container.memory, |m| {
+            m.bare.usage
+        }),
+        size("serverless: worker PSS", &r.process.memory, |m| m.pss),
+        size("serverless: worker private", &r.process.memory, |m| m.uss),
     ];
     draw(
         &dir.join("memory.svg"),
@@ -210,23 +179,11 @@ pub fn write_all(r: &Results, dir: &Path) -> anyhow::Result<Vec<&'static str>> {
 
     let s = &r.sizes;
     let sizes = vec![
-        size("VM: tiny guest", Ok(s.tiny_guest)),
-        size(
-            "VM: Linux kernel + initramfs",
-            s.linux.as_ref().map(|(k, i)| k + i).map_err(Clone::clone),
-        ),
-        size(
-            "container: busybox layer (tar)",
-            s.layer.as_ref().map(|l| l.0).map_err(Clone::clone),
-        ),
-        size(
-            "container: busybox layer (gzip)",
-            s.layer.as_ref().map(|l| l.1).map_err(Clone::clone),
-        ),
-        size(
-            "serverless: function binary",
-            s.function.as_ref().map(|f| f.1).map_err(Clone::clone),
-        ),
+        size("VM: tiny guest", &Ok(s.tiny_guest), |b| *b),
+        size("VM: Linux kernel + initramfs", &s.linux, |(k, i)| k + i),
+        size("container: busybox layer (tar)", &s.layer, |l| l.0),
+        size("container: busybox layer (gzip)", &s.layer, |l| l.1),
+        size("serverless: function binary", &s.function, |f| f.1),
     ];
     draw(
         &dir.join("sizes.svg"),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench::peers::bundle;
 use ch03_cgroups::{Cgroup, CgroupPath, Limits};
 use ch06_oci::state::Store;
 use ch06_oci::verbs::create::{create, CreateOptions};
@@ -30,25 +31,6 @@ pub struct ContainerColumn {
     pub memory: Measured<ContainerMemory>,
     pub isolation: Measured<String>,
     pub gpu_inside: Measured<String>,
-}
-
-/// A busybox bundle running `args`; `writable`: the root filesystem is not read-only (the
-/// isolation check leaves its findings in files there).
-pub fn bundle(dir: &Path, args: &[&str], writable: bool) -> Result<PathBuf, String> {
-    labkit::busybox_rootfs(&dir.join("rootfs"))
-        .map_err(|e| format!("a busybox rootfs (apt install busybox-static): {e}"))?;
-    let config_path = dir.join("config.json");
-    let _ = fs::remove_file(&config_path);
-    ch06_oci::verbs::spec::write_spec(dir, false).map_err(|e| e.to_string())?;
-    let text = fs::read_to_string(&config_path).map_err(|e| e.to_string())?;
-    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    config["process"]["args"] = serde_json::json!(args);
-    if writable {
-        config["root"]["readonly"] = serde_json::json!(false);
-    }
-    let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
-    fs::write(&config_path, text).map_err(|e| e.to_string())?;
-    Ok(dir.to_path_buf())
 }
 
 /// One runtime state directory for the whole column, and fresh ids with `boxlab` in them.
@@ -350,7 +332,9 @@ fn read_memory(cgroup: &Cgroup) -> Measured<CgroupMemory> {
             "anon ",
         ),
     };
-    let stat = fs::read_to_string(dir.join("memory.stat")).map_err(|e| e.to_string())?;
+    let stat_path = dir.join("memory.stat");
+    let stat =
+        fs::read_to_string(&stat_path).map_err(|e| format!("{}: {e}", stat_path.display()))?;
     let anon = stat
         .lines()
         .find_map(|l| l.strip_prefix(key))

@@ -33,14 +33,8 @@ impl Machine {
             .find_map(|l| l.strip_prefix("model name"))
             .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
             .unwrap_or_else(|| "unknown CPU".into());
-        let memory = fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            })
-            .map(|kib| super::stats::bytes(kib * 1024))
+        let memory = host_memory()
+            .map(super::stats::bytes)
             .unwrap_or_else(|| "?".into());
         let cgroups = ch03_cgroups::detect()
             .map(|l| format!("cgroup {}", l.name()))
@@ -72,6 +66,19 @@ impl Machine {
             self.mode
         )
     }
+}
+
+/// The host's RAM in bytes (MemTotal in /proc/meminfo), if it says.
+pub fn host_memory() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The current UTC time as `YYYY-MM-DD HH:MM`: chapter 4's RFC 3339 date, shortened.

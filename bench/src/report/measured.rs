@@ -13,7 +13,7 @@ pub fn not_measurable(reason: &str) -> String {
 
 /// Whether this process may create containers and VMs (root), and the reason when not.
 pub fn need_root() -> Result<(), String> {
-    if nix::unistd::geteuid().is_root() {
+    if labkit::is_root() {
         Ok(())
     } else {
         Err("needs root (namespaces, cgroups, mounts and /dev/kvm): run it with sudo".into())

@@ -13,8 +13,8 @@ pub mod measured;
 pub mod peers;
 pub mod process;
 pub mod progress;
+pub use bench::stats;
 pub mod sizes;
-pub mod stats;
 pub mod table;
 pub mod vm;
 

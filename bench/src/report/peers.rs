@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::measured::{need_root, Measured};
 use super::progress::bar;
 use super::stats::Summary;
-use bench::peers::{find_program, find_workspace_binary, hide_cgroup2_for_crun};
+use bench::peers::{find_ours, find_program, force_delete_all, hide_cgroup2_for_crun};
 
 /// Timings and peak RSS of each runtime that could be run, and the ratios.
 pub struct Runtimes {
@@ -53,11 +53,7 @@ fn measure_runtimes(bundle: &Path, scratch: &Path, runs: usize) -> Measured<Runt
     need_root()?;
     let mut missing = Vec::new();
     let mut args: Vec<String> = Vec::new();
-    match std::env::var_os("BOXLAB_OCI_BIN")
-        .map(PathBuf::from)
-        .map(Ok)
-        .unwrap_or_else(|| find_workspace_binary("ch06-oci"))
-    {
+    match find_ours() {
         Ok(bin) => args.push(format!("ours={}", bin.display())),
         Err(why) => missing.push(format!("ours (command line): {why}")),
     }
@@ -171,12 +167,7 @@ pub fn probe(args: &[String]) -> anyhow::Result<()> {
     }
     let result = probe_runs(bundle, runs, &runtimes);
     for (_, bin, root) in &runtimes {
-        for entry in fs::read_dir(root).into_iter().flatten().flatten() {
-            let _ = quiet(Command::new(bin).arg("--root").arg(root))
-                .args(["delete", "--force"])
-                .arg(entry.file_name())
-                .status();
-        }
+        force_delete_all(bin, root);
     }
     result
 }
@@ -273,7 +264,7 @@ fn qemu_command_line(accel: &str) -> &'static str {
 fn measure_qemu(runs: usize) -> Measured<Summary> {
     let qemu = find_program("qemu-system-x86_64")
         .ok_or("qemu-system-x86_64 is not installed (apt install qemu-system-x86)")?;
-    let (kernel, initrd) = super::vm::kernel_files()?;
+    let (kernel, initrd) = ch07_microvm::linux::fetched_kernel().map_err(|e| e.to_string())?;
     let accel = if ch07_microvm::host::detect().can_boot_linux() {
         "kvm"
     } else {
@@ -323,7 +314,7 @@ fn measure_qemu(runs: usize) -> Measured<Summary> {
         samples.push(began.elapsed());
         let output = fs::read_to_string(&log).unwrap_or_default();
         let _ = fs::remove_file(&log);
-        if !output.contains("BOXLAB-INIT-OK") {
+        if !output.contains(ch07_microvm::initramfs::INIT_MARKER) {
             return Err(format!(
                 "QEMU ended ({status}) before the initramfs's init ran"
             ));

@@ -80,14 +80,20 @@ fn shown_path(path: &Path) -> String {
 }
 
 pub fn measure(busybox_rootfs: Measured<&Path>) -> Sizes {
-    let linux = super::vm::kernel_files().and_then(|(k, i)| {
-        let len = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| e.to_string());
-        Ok((len(&k)?, len(&i)?))
-    });
+    let linux = ch07_microvm::linux::fetched_kernel()
+        .map_err(|e| e.to_string())
+        .and_then(|(k, i)| {
+            let len = |p: &Path| {
+                fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|e| format!("{}: {e}", p.display()))
+            };
+            Ok((len(&k)?, len(&i)?))
+        });
     let function = find_workspace_binary("ch01-process").and_then(|bin| {
         fs::metadata(&bin)
             .map(|m| (shown_path(&bin), m.len()))
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{}: {e}", bin.display()))
     });
     Sizes {
         tiny_guest: ch07_microvm::guest::TINY_GUEST_BIN.len() as u64,

@@ -3,12 +3,15 @@
 //! VMM's memory outside guest RAM, and a stock Linux kernel's boot where the host can run one.
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use ch07_microvm::exits::RunOptions;
+use ch07_microvm::initramfs::INIT_MARKER;
+use ch07_microvm::linux::fetched_kernel;
 use ch07_microvm::{host, overhead, GuestConfig, LinuxConfig, MicroVm, Snapshot, Stop};
+
+use labkit::ScratchDir;
 
 use super::measured::{need_root, Measured};
 use super::progress::bar;
@@ -92,7 +95,9 @@ fn measure_cold(runs: usize) -> (Measured<Summary>, Measured<String>) {
                 .to_string();
             format!(
                 "own kernel: the guest booted its own kernel image and reports its own machine (`{ram}`, not the host's {}); it has no view of host processes: its only way out was {} VM exits to the two devices the VMM emulates (serial port, i8042)",
-                host_memory(),
+                super::machine::host_memory()
+                    .map(bytes)
+                    .unwrap_or_else(|| "RAM".into()),
                 report.exits
             )
         })
@@ -103,82 +108,40 @@ fn measure_cold(runs: usize) -> (Measured<Summary>, Measured<String>) {
     )
 }
 
-/// The host's RAM, from /proc/meminfo.
-fn host_memory() -> String {
-    fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map(|kib| bytes(kib * 1024))
-        .unwrap_or_else(|| "RAM".into())
-}
-
 fn measure_warm(runs: usize) -> Measured<Summary> {
     // The guest stops at its "ready" point (booted, before its task); we save it there.
-    let config = GuestConfig {
-        cmdline: "task=crc32 ready".into(),
-        ..GuestConfig::default()
-    };
-    let dir = std::env::temp_dir().join(format!("boxlab-report-snapshot-{}", std::process::id()));
-    let measured = (|| {
-        let mut vm = MicroVm::tiny_guest(&config).map_err(|e| e.to_string())?;
-        let ready = RunOptions {
-            stop_at_ready: true,
-            ..RunOptions::default()
-        };
-        vm.run(&ready, &mut |_| {}).map_err(|e| e.to_string())?;
-        let snapshot = Snapshot::save(&mut vm, &dir).map_err(|e| e.to_string())?;
+    let config = GuestConfig::default();
+    // Removed when dropped, whichever way this returns.
+    let dir =
+        ScratchDir::new("report-snapshot").map_err(|e| format!("a scratch directory: {e}"))?;
+    let snapshot = Snapshot::take(&config, dir.path())
+        .map_err(|e| format!("taking the snapshot: {e}"))?
+        .snapshot;
+    let opts = RunOptions::default();
+    let bar = bar(runs as u64, "VM warm (restore→exit)");
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let began = Instant::now();
+        let mut vm = snapshot
+            .restore(false)
+            .map_err(|e| format!("restoring the snapshot: {e}"))?;
+        let report = vm
+            .run(&opts, &mut |_| {})
+            .map_err(|e| format!("running the restored guest: {e}"))?;
+        // Timed to the VM's teardown, as the cold row is.
         drop(vm);
-        let opts = RunOptions::default();
-        let bar = bar(runs as u64, "VM warm (restore→exit)");
-        let mut samples = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let began = Instant::now();
-            let report = snapshot
-                .restore(false)
-                .and_then(|mut vm| vm.run(&opts, &mut |_| {}))
-                .map_err(|e| format!("restore: {e}"))?;
-            samples.push(began.elapsed());
-            if report.stop != Stop::PowerOff || !report.output_text().contains("crc32: ") {
-                return Err(format!(
-                    "the restored guest ended {:?} with output {:?}",
-                    report.stop,
-                    report.output_text()
-                ));
-            }
-            bar.inc(1);
+        samples.push(began.elapsed());
+        if report.stop != Stop::PowerOff || !report.output_text().contains("crc32: ") {
+            return Err(format!(
+                "the restored guest ended {:?} with output {:?}",
+                report.stop,
+                report.output_text()
+            ));
         }
-        bar.finish_and_clear();
-        Summary::of(&samples).ok_or_else(|| "no runs".to_string())
-    })();
-    let _ = fs::remove_dir_all(&dir);
-    measured
-}
-
-/// Where scripts/fetch-kernel puts the kernel and initramfs.
-pub fn kernel_dir() -> PathBuf {
-    std::env::var_os("BOXLAB_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/boxlab-kernel")
-        })
-}
-
-/// The fetched kernel and initramfs, or why there are none.
-pub fn kernel_files() -> Result<(PathBuf, PathBuf), String> {
-    let dir = kernel_dir();
-    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initramfs.cpio"));
-    if kernel.is_file() && initrd.is_file() {
-        Ok((kernel, initrd))
-    } else {
-        Err(format!(
-            "no kernel fetched ({} missing: run scripts/fetch-kernel)",
-            if kernel.is_file() { initrd } else { kernel }.display()
-        ))
+        bar.inc(1);
     }
+    bar.finish_and_clear();
+    Summary::of(&samples).ok_or_else(|| "no runs".to_string())
 }
 
 /// A stock Linux kernel + initramfs, creation to power-off: only on hardware KVM.
@@ -187,7 +150,7 @@ fn measure_linux(runs: usize) -> Measured<Summary> {
     if !kvm.can_boot_linux() {
         return Err(kvm.describe());
     }
-    let (kernel, initrd) = kernel_files()?;
+    let (kernel, initrd) = fetched_kernel().map_err(|e| e.to_string())?;
     let config = LinuxConfig {
         initrd: Some(initrd),
         ..LinuxConfig::new(kernel)
@@ -204,7 +167,7 @@ fn measure_linux(runs: usize) -> Measured<Summary> {
             .and_then(|mut vm| vm.run(&opts, &mut |_| {}))
             .map_err(|e| format!("Linux boot: {e}"))?;
         samples.push(began.elapsed());
-        if !report.output_text().contains("BOXLAB-INIT-OK") {
+        if !report.output_text().contains(INIT_MARKER) {
             return Err(format!(
                 "the kernel ended {:?} before its init ran",
                 report.stop
@@ -248,7 +211,7 @@ impl VmMemory {
 /// `bench vm-probe`: one tiny-guest VM, run to power-off, then its memory, as one line of
 /// numbers on stdout: `before rss rss_anon rss_file guest_size guest_resident`.
 pub fn probe() -> anyhow::Result<()> {
-    let before = self_rss();
+    let before = overhead::process_memory().rss;
     let mut vm = MicroVm::tiny_guest(&GuestConfig::default())?;
     vm.run(&RunOptions::default(), &mut |_| {})?;
     let m = overhead::measure(&vm);
@@ -257,18 +220,6 @@ pub fn probe() -> anyhow::Result<()> {
         m.rss, m.rss_anon, m.rss_file, m.guest_size, m.guest_resident
     );
     Ok(())
-}
-
-fn self_rss() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 fn memory() -> Measured<VmMemory> {

@@ -13,7 +13,7 @@ use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot};
 
 pub fn run() -> Result<()> {
     println!("boxlab chapter 7: a micro-VM on KVM\n");
-    if !nix_is_root() {
+    if !nix::unistd::geteuid().is_root() {
         bail!("the demo opens /dev/kvm, which on this host needs root: run it with sudo");
     }
     let (host, line) = host_summary();
@@ -122,10 +122,7 @@ pub fn run() -> Result<()> {
     );
 
     println!("Stage 5. Snapshot/restore: run to the guest's \"ready\" port, save, throw the VM away, restore");
-    let config = GuestConfig {
-        cmdline: "task=crc32 ready".into(),
-        ..GuestConfig::default()
-    };
+    let config = GuestConfig::default().with_ready();
     let dir = std::env::temp_dir().join(format!("boxlab-ch07-snapshot-{}", std::process::id()));
     let result = snapshot_demo(&config, &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -142,22 +139,12 @@ pub fn run() -> Result<()> {
 }
 
 fn snapshot_demo(config: &GuestConfig, dir: &std::path::Path) -> Result<()> {
-    let mut vm = MicroVm::tiny_guest(config)?;
-    let before = vm.run(
-        &RunOptions {
-            stop_at_ready: true,
-            ..RunOptions::default()
-        },
-        &mut |e| {
-            if matches!(e, ExitEvent::Ready) {
-                println!("    {e}");
-            }
-        },
-    )?;
-    let t = std::time::Instant::now();
-    let snap = Snapshot::save(&mut vm, dir)?;
-    let saved_in = t.elapsed();
-    drop(vm);
+    let taken = Snapshot::take_with(config, dir, &RunOptions::default(), &mut |e| {
+        if matches!(e, ExitEvent::Ready) {
+            println!("    {e}");
+        }
+    })?;
+    let (snap, before, saved_in) = (taken.snapshot, taken.first, taken.save_time);
     let (mem_disk, state) = snap.sizes();
     println!(
         "  saved in {saved_in:.2?}: {}/memory.bin ({} KiB of RAM, {} KiB on disk: zero pages are holes), vm.state ({state} bytes:",
@@ -221,9 +208,4 @@ fn median_runs(config: &GuestConfig, n: usize) -> Result<(Duration, Duration)> {
     firsts.sort();
     totals.sort();
     Ok((firsts[n / 2], totals[n / 2]))
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }

@@ -18,6 +18,13 @@ pub enum VmError {
         hint: &'static str,
     },
 
+    #[error("{call} failed while {doing}: {errno}")]
+    Os {
+        call: &'static str,
+        doing: &'static str,
+        errno: errno::Error,
+    },
+
     #[error("guest memory: {what}: {reason}")]
     Memory { what: String, reason: String },
 
@@ -68,6 +75,9 @@ pub enum VmError {
     #[error("the vCPU stopped with {exit}, which this VMM does not handle (rip {rip:#x})")]
     UnhandledExit { exit: String, rip: u64 },
     // ANCHOR_END: guest_errors
+    #[error("no kernel fetched: {path} is missing (run scripts/fetch-kernel, which writes to ${var} if set, else to target/boxlab-kernel)", var = crate::linux::KERNEL_DIR_VAR)]
+    NoKernelFetched { path: PathBuf },
+
     #[error("cannot read the kernel {path}: {reason}")]
     KernelRead { path: PathBuf, reason: String },
 

@@ -55,7 +55,24 @@ impl Default for GuestConfig {
     }
 }
 
+/// The command-line word that makes the guest write to [`crate::layout::READY_PORT`] (its
+/// snapshot point) before its task.
+pub const READY_WORD: &str = "ready";
+
 impl GuestConfig {
+    /// The same guest with [`READY_WORD`] on its command line, added once: it stops at its
+    /// snapshot point. What `--stage snapshot` runs, and what a snapshot checker must expect.
+    pub fn with_ready(&self) -> GuestConfig {
+        let mut guest = self.clone();
+        if !guest.cmdline.split(' ').any(|w| w == READY_WORD) {
+            if !guest.cmdline.is_empty() {
+                guest.cmdline.push(' ');
+            }
+            guest.cmdline.push_str(READY_WORD);
+        }
+        guest
+    }
+
     /// Where the VMM puts the input: at the top of RAM, as a boot loader places an initrd.
     pub fn input_address(&self) -> Option<u64> {
         if self.input.is_empty() {
@@ -144,6 +161,18 @@ mod tests {
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn ready_is_added_once() {
+        let once = GuestConfig::default().with_ready();
+        assert_eq!(once.cmdline, "task=crc32 ready");
+        assert_eq!(once.with_ready().cmdline, "task=crc32 ready");
+        let empty = GuestConfig {
+            cmdline: String::new(),
+            ..GuestConfig::default()
+        };
+        assert_eq!(empty.with_ready().cmdline, "ready");
     }
 
     #[test]

@@ -73,11 +73,7 @@ mod tests {
     use super::*;
 
     fn fake(cpu_flags: &str, pvm: bool) -> HostKvm {
-        let dir = std::env::temp_dir().join(format!(
-            "boxlab-ch07-host-{}-{}",
-            std::process::id(),
-            cpu_flags.len() * 2 + usize::from(pvm)
-        ));
+        let dir = labkit::ScratchDir::new("ch07-host").unwrap();
         let module = dir.join("module");
         fs::create_dir_all(&module).unwrap();
         if pvm {
@@ -88,9 +84,7 @@ mod tests {
             format!("processor\t: 0\nflags\t\t: {cpu_flags}\n"),
         )
         .unwrap();
-        let found = detect_at(&dir.join("cpuinfo"), &module);
-        fs::remove_dir_all(&dir).unwrap();
-        found
+        detect_at(&dir.join("cpuinfo"), &module)
     }
 
     #[test]

@@ -107,7 +107,50 @@ pub fn init_script() -> String {
 }
 // ANCHOR_END: init
 
-/// Builds the initramfs at `out` from a static `busybox` binary.
+/// Why `binary` cannot run as the initramfs's only program, if it cannot. The initramfs has no
+/// libc and no dynamic loader: a dynamically linked executable (one with a PT_INTERP program
+/// header naming its loader) would fail to start, and the kernel would panic with no init.
+pub fn check_static(binary: &[u8]) -> std::result::Result<(), String> {
+    if !binary.starts_with(b"\x7fELF") {
+        return Err("not an ELF executable".into());
+    }
+    // e_ident[EI_CLASS] = 2 (64-bit), [EI_DATA] = 1 (little-endian): what the guest runs.
+    if binary.get(4..6) != Some(&[2, 1][..]) {
+        return Err("not a 64-bit little-endian ELF executable".into());
+    }
+    // Offsets come from the file: checked, so that a corrupt one is an error, not a panic.
+    let bytes = |at: usize, n: usize| {
+        let end = at.saturating_add(n);
+        binary.get(at..end).ok_or_else(|| {
+            format!(
+                "truncated: the ELF headers run past its {} bytes",
+                binary.len()
+            )
+        })
+    };
+    let num = |at: usize, n: usize| -> std::result::Result<usize, String> {
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(bytes(at, n)?);
+        Ok(u64::from_le_bytes(le) as usize)
+    };
+    // e_phoff, e_phentsize, e_phnum; in each program header p_type, p_offset, p_filesz.
+    let (phoff, phentsize, phnum) = (num(0x20, 8)?, num(0x36, 2)?, num(0x38, 2)?);
+    const PT_INTERP: usize = 3;
+    for i in 0..phnum {
+        let header = phoff.saturating_add(i.saturating_mul(phentsize));
+        if num(header, 4)? == PT_INTERP {
+            let loader = bytes(num(header + 0x08, 8)?, num(header + 0x20, 8)?)?;
+            let loader = String::from_utf8_lossy(loader);
+            return Err(format!(
+                "dynamically linked (it needs the loader {}, and the initramfs has no libc)",
+                loader.trim_end_matches('\0')
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the initramfs at `out` from a static `busybox` binary; a dynamic one is refused.
 pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
     let err = |reason: String| VmError::Initramfs {
         path: out.into(),
@@ -116,6 +159,12 @@ pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
     let binary = fs::read(busybox).map_err(|e| {
         err(format!(
             "reading {}: {e} (apt-get install busybox-static)",
+            busybox.display()
+        ))
+    })?;
+    check_static(&binary).map_err(|why| {
+        err(format!(
+            "{} is {why}: give a static busybox (apt-get install busybox-static)",
             busybox.display()
         ))
     })?;
@@ -179,6 +228,41 @@ mod tests {
         assert!(text.contains("init\0"));
         assert!(text.contains("#!/bin/sh\n"));
         assert!(text.contains("TRAILER!!!"));
+    }
+
+    #[test]
+    fn a_dynamic_busybox_is_refused_in_one_line_and_nothing_is_written() {
+        let dir = labkit::ScratchDir::new("ch07-initramfs").unwrap();
+        let out = dir.join("initramfs.cpio");
+        // /bin/ls: dynamically linked on every distribution this project runs on.
+        let err = build(Path::new("/bin/ls"), &out).unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("/bin/ls is dynamically linked (it needs the loader /lib"),
+            "{err}"
+        );
+        assert!(err.contains("apt-get install busybox-static"), "{err}");
+        assert!(!out.exists());
+        let err = build(Path::new("/etc/passwd"), &out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/passwd is not an ELF executable"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_static_busybox_makes_an_initramfs() {
+        let dir = labkit::ScratchDir::new("ch07-initramfs").unwrap();
+        let out = dir.join("initramfs.cpio");
+        let busybox = labkit::find_static_busybox().expect("scripts/setup installs busybox-static");
+        let size = build(&busybox, &out).unwrap();
+        assert_eq!(fs::metadata(&out).unwrap().len(), size);
+        let truncated = &fs::read(&busybox).unwrap()[..0x40];
+        assert!(check_static(truncated)
+            .unwrap_err()
+            .starts_with("truncated"));
     }
 
     /// The shell is keyed on the command-line word, and the VM powers off after it either way.

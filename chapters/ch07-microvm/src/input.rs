@@ -108,10 +108,10 @@ impl<'a> Running<'a> {
         static HANDLER: Once = Once::new();
         let mut registered = Ok(());
         HANDLER.call_once(|| registered = register_signal_handler(kick_signal(), on_kick));
-        registered.map_err(|errno| VmError::Kvm {
-            ioctl: "sigaction (the input kick's signal)",
+        registered.map_err(|errno| VmError::Os {
+            call: "sigaction",
+            doing: "installing the handler of the input kick's real-time signal",
             errno,
-            hint: "a real-time signal should always be available",
         })?;
         KVM_RUN.with(|c| c.set(run));
         // SAFETY: pthread_self has no preconditions.

@@ -36,5 +36,5 @@ pub use exits::{ExitEvent, RunOptions, RunReport, Stop};
 pub use guest::GuestConfig;
 pub use input::InputHandle;
 pub use linux::LinuxConfig;
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, Taken};
 pub use vm::MicroVm;

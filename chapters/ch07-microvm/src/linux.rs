@@ -240,6 +240,39 @@ impl MicroVm {
     // ANCHOR_END: stage4
 }
 
+/// The variable that tells `scripts/fetch-kernel` where to write, and us where to look.
+pub const KERNEL_DIR_VAR: &str = "BOXLAB_KERNEL_DIR";
+
+/// Where `scripts/fetch-kernel` puts the kernel and initramfs: `$BOXLAB_KERNEL_DIR`, else
+/// `target/boxlab-kernel` at the top of this workspace (the script's own rule).
+pub fn kernel_dir() -> PathBuf {
+    std::env::var_os(KERNEL_DIR_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // chapters/ch07-microvm -> the workspace.
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let workspace = manifest.ancestors().nth(2).unwrap_or(manifest);
+            workspace.join("target/boxlab-kernel")
+        })
+}
+
+/// The kernel (`vmlinuz`) and initramfs (`initramfs.cpio`) that `scripts/fetch-kernel` wrote,
+/// or which of them is missing.
+pub fn fetched_kernel() -> Result<(PathBuf, PathBuf)> {
+    fetched_kernel_in(&kernel_dir())
+}
+
+/// The same, in `dir`.
+pub fn fetched_kernel_in(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initramfs.cpio"));
+    for path in [&kernel, &initrd] {
+        if !path.is_file() {
+            return Err(VmError::NoKernelFetched { path: path.clone() });
+        }
+    }
+    Ok((kernel, initrd))
+}
+
 /// The host, in one line (for the demo).
 pub fn host_summary() -> (HostKvm, String) {
     let host = host::detect();
@@ -252,25 +285,46 @@ mod tests {
     use super::*;
     use crate::guest::TINY_GUEST_ELF;
 
-    /// A scratch file, removed when dropped (also when the test fails).
-    struct Scratch(PathBuf);
+    use labkit::ScratchDir;
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_file(&self.0);
-        }
+    /// `bytes` in a file of a scratch directory, removed when dropped (also when the test
+    /// fails).
+    struct Scratch {
+        path: PathBuf,
+        /// Kept for its `Drop`.
+        _dir: ScratchDir,
     }
 
     fn scratch(name: &str, bytes: &[u8]) -> Scratch {
-        let path = std::env::temp_dir().join(format!("boxlab-ch07-{}-{name}", std::process::id()));
+        let dir = ScratchDir::new(&format!("ch07-{name}")).unwrap();
+        let path = dir.join(name);
         fs::write(&path, bytes).unwrap();
-        Scratch(path)
+        Scratch { path, _dir: dir }
+    }
+
+    #[test]
+    fn a_fetched_kernel_needs_both_files() {
+        let dir = labkit::ScratchDir::new("ch07-fetched").unwrap();
+        let err = fetched_kernel_in(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{}/vmlinuz is missing", dir.path().display())),
+            "{err}"
+        );
+        assert!(err.contains("scripts/fetch-kernel"), "{err}");
+        fs::write(dir.join("vmlinuz"), b"k").unwrap();
+        let err = fetched_kernel_in(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("initramfs.cpio is missing"), "{err}");
+        fs::write(dir.join("initramfs.cpio"), b"i").unwrap();
+        assert_eq!(
+            fetched_kernel_in(dir.path()).unwrap(),
+            (dir.join("vmlinuz"), dir.join("initramfs.cpio"))
+        );
     }
 
     #[test]
     fn garbage_is_neither_elf_nor_bzimage() {
         let path = scratch("garbage", &[0x55; 4096]);
-        let err = sniff(&path.0).unwrap_err().to_string();
+        let err = sniff(&path.path).unwrap_err().to_string();
         assert!(err.contains("neither the ELF magic"), "{err}");
     }
 
@@ -278,7 +332,7 @@ mod tests {
     fn a_truncated_elf_is_refused_by_the_loader() {
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
         let path = scratch("truncated-elf", &TINY_GUEST_ELF[..200]);
-        let err = load_kernel(&ram, &path.0).unwrap_err();
+        let err = load_kernel(&ram, &path.path).unwrap_err();
         assert!(matches!(err, VmError::KernelLoad { .. }), "{err}");
     }
 
@@ -288,7 +342,7 @@ mod tests {
         fake[BZIMAGE_HDR_MAGIC_OFFSET..BZIMAGE_HDR_MAGIC_OFFSET + 4].copy_from_slice(b"HdrS");
         let path = scratch("fake-bzimage", &fake);
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
-        let err = load_kernel(&ram, &path.0).unwrap_err();
+        let err = load_kernel(&ram, &path.path).unwrap_err();
         assert!(matches!(err, VmError::KernelLoad { .. }), "{err}");
     }
 
@@ -296,13 +350,16 @@ mod tests {
     fn the_tiny_guest_elf_loads_like_a_vmlinux() {
         let ram = GuestRam::anonymous(0, 16 << 20).unwrap();
         let path = scratch("guest-elf", TINY_GUEST_ELF);
-        let kernel = load_kernel(&ram, &path.0).unwrap();
+        let kernel = load_kernel(&ram, &path.path).unwrap();
         assert_eq!(
             (kernel.format, kernel.entry),
             (KernelFormat::Elf, HIMEM_START)
         );
-        let big = scratch("big-initrd", &vec![0u8; 15 << 20]);
-        let err = load_initrd(&ram, &big.0, kernel.end).unwrap_err();
+        // 15 MiB - 1 byte passes `MicroVm::linux`'s quick check (smaller than RAM above 1 MiB),
+        // but not the placement above the kernel: page-aligned at the top of 16 MiB it would
+        // start at 1 MiB, on top of the kernel.
+        let big = scratch("big-initrd", &vec![0u8; (15 << 20) - 1]);
+        let err = load_initrd(&ram, &big.path, kernel.end).unwrap_err();
         assert!(matches!(err, VmError::InitrdTooLarge { .. }), "{err}");
     }
 }

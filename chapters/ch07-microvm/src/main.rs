@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ch07_microvm::exits::{ExitEvent, RunOptions, RunReport, Stop};
+use ch07_microvm::exits::{ExitEvent, RunOptions, RunReport};
 use ch07_microvm::layout::TINY_MEM_SIZE;
 use ch07_microvm::{initramfs, GuestConfig, LinuxConfig, MicroVm, Snapshot};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -157,28 +157,14 @@ fn save_and_restore(
     opts: RunOptions,
     observer: &mut dyn FnMut(&ExitEvent),
 ) -> Result<RunReport> {
-    let mut vm = MicroVm::tiny_guest(guest)?;
-    let first = vm.run(
-        &RunOptions {
-            stop_at_ready: true,
-            ..opts
-        },
-        observer,
-    )?;
-    if first.stop != Stop::Ready {
-        bail!(
-            "the guest ended ({:?}) before its snapshot point",
-            first.stop
-        );
-    }
-    let snap = Snapshot::save(&mut vm, dir)?;
-    drop(vm);
+    // The first VM is gone once `take_with` returns.
+    let taken = Snapshot::take_with(guest, dir, &opts, observer)?;
     eprintln!(
         "\nch07-microvm: {:?}: saved to {}; the first VM is gone",
-        first.stop,
+        taken.first.stop,
         dir.display()
     );
-    Ok(snap.restore(guest.echo)?.run(&opts, observer)?)
+    Ok(taken.snapshot.restore(guest.echo)?.run(&opts, observer)?)
 }
 
 fn parse_addr(s: &str) -> Result<u64, String> {
@@ -324,13 +310,10 @@ fn run_console(
 
 fn snapshot(
     cli: &Cli,
-    mut guest: GuestConfig,
+    guest: GuestConfig,
     opts: RunOptions,
     observer: &mut dyn FnMut(&ExitEvent),
 ) -> Result<()> {
-    if !guest.cmdline.split(' ').any(|w| w == "ready") {
-        guest.cmdline.push_str(" ready");
-    }
     let (dir, temporary) = match &cli.snapshot_dir {
         Some(dir) => (dir.clone(), false),
         None => (

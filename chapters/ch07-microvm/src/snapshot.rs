@@ -19,7 +19,7 @@
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::{
     kvm_clock_data, kvm_cpuid_entry2, kvm_debugregs, kvm_fpu, kvm_irqchip, kvm_lapic_state,
@@ -31,6 +31,9 @@ use kvm_ioctls::{Cap, Kvm};
 use vm_superio::serial::SerialState;
 
 use crate::error::{kvm, Result, VmError};
+use crate::exits::{ExitEvent, RunOptions, RunReport, Stop};
+use crate::guest::GuestConfig;
+use crate::layout::READY_PORT;
 use crate::memory::GuestRam;
 use crate::vm::{create_parts, MicroVm};
 
@@ -98,6 +101,16 @@ pub struct Snapshot {
     pub dir: PathBuf,
 }
 
+/// A snapshot just taken ([`Snapshot::take`]), and how it went.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub snapshot: Snapshot,
+    /// The run up to the snapshot point: the output before the snapshot.
+    pub first: RunReport,
+    /// How long [`Snapshot::save`] took (not the first VM's teardown, which can take longer).
+    pub save_time: Duration,
+}
+
 // ANCHOR: fpu_format
 /// How a snapshot holds the vCPU's floating-point and vector state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,6 +162,51 @@ struct State {
 }
 
 impl Snapshot {
+    // ANCHOR: take
+    /// Takes a snapshot of the tiny guest `guest` into `dir`: a new VM runs it, with `ready`
+    /// added to its command line, to its snapshot point, and is saved there; the VM is gone
+    /// when this returns. A guest that ends any other way (powers off, is stopped) is an error,
+    /// not a snapshot.
+    pub fn take(guest: &GuestConfig, dir: &Path) -> Result<Taken> {
+        Self::take_with(guest, dir, &RunOptions::default(), &mut |_| {})
+    }
+
+    /// [`Snapshot::take`] with the first run's options (its time limit) and an observer of its
+    /// exits.
+    pub fn take_with(
+        guest: &GuestConfig,
+        dir: &Path,
+        opts: &RunOptions,
+        observer: &mut dyn FnMut(&ExitEvent),
+    ) -> Result<Taken> {
+        let guest = guest.with_ready();
+        let mut vm = MicroVm::tiny_guest(&guest)?;
+        let opts = RunOptions {
+            stop_at_ready: true,
+            ..*opts
+        };
+        let first = vm.run(&opts, observer)?;
+        if first.stop != Stop::Ready {
+            return Err(VmError::Snapshot {
+                path: dir.into(),
+                what: "running the guest to its snapshot point".into(),
+                reason: format!(
+                    "it ended ({:?}) without writing to the ready port {READY_PORT:#x}; output: {:?}",
+                    first.stop,
+                    first.output_text()
+                ),
+            });
+        }
+        let saving = Instant::now();
+        let snapshot = Snapshot::save(&mut vm, dir)?;
+        Ok(Taken {
+            snapshot,
+            first,
+            save_time: saving.elapsed(),
+        })
+    }
+    // ANCHOR_END: take
+
     // ANCHOR: save
     /// Saves `vm` into `dir`. Call it between runs (after [`crate::Stop::Ready`]).
     pub fn save(vm: &mut MicroVm, dir: &Path) -> Result<Snapshot> {

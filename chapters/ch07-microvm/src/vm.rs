@@ -63,10 +63,10 @@ pub(crate) fn create_parts(irqchip: bool) -> Result<Parts> {
         vm.create_pit2(pit)
             .map_err(kvm("KVM_CREATE_PIT2", "the in-kernel timer"))?;
         // The UART's interrupt: an eventfd that KVM turns into IRQ 4 on the PIC/IOAPIC.
-        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Kvm {
-            ioctl: "eventfd",
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| VmError::Os {
+            call: "eventfd",
+            doing: "making the serial port's interrupt line",
             errno: vmm_sys_util::errno::Error::new(e.raw_os_error().unwrap_or(libc::EIO)),
-            hint: "the serial port's interrupt line",
         })?;
         vm.register_irqfd(&fd, COM1_IRQ)
             .map_err(kvm("KVM_IRQFD", "GSI 4 for COM1"))?;

@@ -48,10 +48,10 @@ impl Watchdog {
         static HANDLER: Once = Once::new();
         let mut registered = Ok(());
         HANDLER.call_once(|| registered = register_signal_handler(timer_signal(), on_timer));
-        registered.map_err(|errno| VmError::Kvm {
-            ioctl: "sigaction (the time limit's signal)",
+        registered.map_err(|errno| VmError::Os {
+            call: "sigaction",
+            doing: "installing the handler of the time limit's real-time signal",
             errno,
-            hint: "a real-time signal should always be available",
         })?;
 
         // SAFETY: sigevent is a plain C struct; all-zero is a valid starting value.
@@ -102,10 +102,39 @@ fn timespec(d: Duration) -> libc::timespec {
     }
 }
 
+/// The failure of an OS call of this module, from errno.
 fn os_error(call: &'static str) -> VmError {
-    VmError::Kvm {
-        ioctl: call,
+    VmError::Os {
+        call,
+        doing: "arming the guest's time limit",
         errno: vmm_sys_util::errno::Error::last(),
-        hint: "arming the guest's time limit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_os_call_is_named_as_such_not_as_kvm() {
+        // SAFETY: setting errno has no preconditions; os_error reads it back at once.
+        unsafe { *libc::__errno_location() = libc::EAGAIN };
+        let text = os_error("timer_create").to_string();
+        assert!(
+            text.starts_with("timer_create failed while arming the guest's time limit: "),
+            "{text}"
+        );
+        assert!(!text.contains("KVM"), "{text}");
+    }
+
+    #[test]
+    fn a_limit_is_armed_and_fires() {
+        let watchdog = Watchdog::arm(Some(Duration::from_millis(1))).unwrap();
+        let began = std::time::Instant::now();
+        while !watchdog.expired() {
+            assert!(began.elapsed() < Duration::from_secs(5), "never fired");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!Watchdog::arm(None).unwrap().expired());
     }
 }

@@ -62,10 +62,10 @@ fn input_larger_than_the_fifo_arrives_whole() {
 /// Linux path, so the UART's interrupt goes through the irqfd.
 #[test]
 fn input_sent_from_another_thread_while_the_guest_runs() {
+    if !require_root("input_sent_from_another_thread_while_the_guest_runs") {
+        return;
+    }
     for irqchip in [false, true] {
-        if !require_root("input_sent_from_another_thread_while_the_guest_runs") {
-            return;
-        }
         let config = echo_config(irqchip);
         let mut vm = MicroVm::tiny_guest(&config).unwrap();
         let input = vm.input();

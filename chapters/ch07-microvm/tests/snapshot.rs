@@ -1,37 +1,25 @@
 //! Snapshot -> restore into a fresh VM -> the guest finishes with the same output.
 
 use std::fs;
-use std::path::PathBuf;
 
 use ch07_microvm::exits::{RunOptions, Stop};
 use ch07_microvm::guest::TINY_GUEST_ELF;
 use ch07_microvm::snapshot::FpuFormat;
-use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot, VmError};
+use ch07_microvm::{GuestConfig, LinuxConfig, MicroVm, Snapshot, Taken, VmError};
 use kvm_ioctls::{Cap, Kvm};
-use labkit::require_root;
+use labkit::{require_root, ScratchDir};
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+fn dir(name: &str) -> ScratchDir {
+    ScratchDir::new(&format!("ch07-{name}")).unwrap()
 }
 
-fn dir(name: &str) -> Dir {
-    Dir(std::env::temp_dir().join(format!("boxlab-ch07-{name}-{}", std::process::id())))
-}
-
-fn round_trip(config: &GuestConfig, dir: &Dir) {
-    let mut vm = MicroVm::tiny_guest(config).unwrap();
-    let opts = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    let before = vm.run(&opts, &mut |_| {}).unwrap();
+fn round_trip(config: &GuestConfig, dir: &ScratchDir) {
+    let Taken {
+        snapshot: snap,
+        first: before,
+        ..
+    } = Snapshot::take(config, dir.path()).unwrap();
     assert_eq!(before.stop, Stop::Ready);
-    let snap = Snapshot::save(&mut vm, &dir.0).unwrap();
-    drop(vm);
 
     let mut restored = snap.restore(false).unwrap();
     let after = restored.run(&RunOptions::default(), &mut |_| {}).unwrap();
@@ -78,7 +66,7 @@ fn irqchip_and_pit_state_travel_with_the_snapshot() {
     };
     let d = dir("snap-irqchip");
     round_trip(&config, &d);
-    let state = fs::read(d.0.join("vm.state")).unwrap();
+    let state = fs::read(d.join("vm.state")).unwrap();
     for tag in [
         &b"lapic\0\0\0"[..],
         b"pit\0\0\0\0\0",
@@ -99,19 +87,13 @@ fn a_damaged_snapshot_is_refused() {
         ..GuestConfig::default()
     };
     let d = dir("snap-damaged");
-    let mut vm = MicroVm::tiny_guest(&config).unwrap();
-    let opts = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    vm.run(&opts, &mut |_| {}).unwrap();
-    let snap = Snapshot::save(&mut vm, &d.0).unwrap();
-    let state = d.0.join("vm.state");
+    let snap = Snapshot::take(&config, d.path()).unwrap().snapshot;
+    let state = d.join("vm.state");
     let bytes = fs::read(&state).unwrap();
     fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
     let err = snap.restore(false).err().unwrap();
     assert!(matches!(err, VmError::Snapshot { .. }), "{err}");
-    fs::write(d.0.join("memory.bin"), b"short").unwrap();
+    fs::write(d.join("memory.bin"), b"short").unwrap();
     fs::write(&state, &bytes).unwrap();
     let err = snap.restore(false).err().unwrap();
     assert!(err.to_string().contains("memory.bin"), "{err}");
@@ -131,20 +113,15 @@ fn unread_serial_input_travels_with_the_snapshot() {
         ..GuestConfig::default()
     };
     let d = dir("snap-input");
-    let mut vm = MicroVm::tiny_guest(&config).unwrap();
-    let opts = RunOptions {
-        stop_at_ready: true,
-        ..RunOptions::default()
-    };
-    let before = vm.run(&opts, &mut |_| {}).unwrap();
-    assert_eq!(vm.unread_input(), config.console_input.len());
-    let snap = Snapshot::save(&mut vm, &d.0).unwrap();
-    drop(vm);
-    let after = snap
-        .restore(false)
-        .unwrap()
-        .run(&RunOptions::default(), &mut |_| {})
-        .unwrap();
+    let Taken {
+        snapshot: snap,
+        first: before,
+        ..
+    } = Snapshot::take(&config, d.path()).unwrap();
+    let mut restored = snap.restore(false).unwrap();
+    // Nothing was read before the snapshot: all of it is in the restored UART's FIFO.
+    assert_eq!(restored.unread_input(), config.console_input.len());
+    let after = restored.run(&RunOptions::default(), &mut |_| {}).unwrap();
     assert_eq!(
         before.output_text() + &after.output_text(),
         config.expected_output()
@@ -164,8 +141,7 @@ fn xmm_registers_and_xcr0_travel_with_the_snapshot() {
         return;
     }
     let d = dir("snap-xsave");
-    fs::create_dir_all(&d.0).unwrap();
-    let elf = d.0.join("guest.elf");
+    let elf = d.join("guest.elf");
     fs::write(&elf, TINY_GUEST_ELF).unwrap();
     let config = LinuxConfig {
         cmdline: "task=crc32 ready".into(),
@@ -210,10 +186,10 @@ fn xmm_registers_and_xcr0_travel_with_the_snapshot() {
         vcpu.set_xcrs(&xcrs).unwrap();
     }
 
-    let snap = Snapshot::save(&mut vm, &d.0.join("snapshot")).unwrap();
+    let snap = Snapshot::save(&mut vm, &d.join("snapshot")).unwrap();
     drop(vm);
     assert_eq!(snap.fpu_format().unwrap(), format);
-    let state = fs::read(d.0.join("snapshot/vm.state")).unwrap();
+    let state = fs::read(d.join("snapshot/vm.state")).unwrap();
     let has = |tag: &[u8]| state.windows(8).any(|w| w == tag);
     assert_eq!(has(b"xsave\0\0\0"), format == FpuFormat::Xsave);
     assert_eq!(has(b"fpu\0\0\0\0\0"), format == FpuFormat::Legacy);

@@ -114,9 +114,7 @@ fn stage4_boot_path_runs_the_tiny_guest_elf_as_a_kernel() {
     }
     // linux-loader, the zero page with a bzImage-style header, e820, the initrd at the top of
     // RAM, PIC/IOAPIC/PIT, the UART's irqfd, CPUID, MSRs, LAPIC: all of stage 4 but the kernel.
-    let dir = std::env::temp_dir().join(format!("boxlab-ch07-stage4-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let dir = labkit::ScratchDir::new("ch07-stage4").unwrap();
     let (elf, input) = (dir.join("guest.elf"), dir.join("input"));
     std::fs::write(&elf, TINY_GUEST_ELF).unwrap();
     std::fs::write(&input, b"initrd bytes").unwrap();
@@ -141,13 +139,4 @@ fn stage4_boot_path_runs_the_tiny_guest_elf_as_a_kernel() {
     .expected_output();
     assert_eq!(report.output_text(), expected);
     assert_eq!(report.stop, Stop::PowerOff);
-}
-
-/// Removes a scratch directory when dropped, also when the test fails.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

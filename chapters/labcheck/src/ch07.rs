@@ -36,17 +36,14 @@ fn start(expect: &Expect) -> String {
     )
 }
 
-/// The guest the lab ran, as `--stage snapshot` runs it.
+/// The guest the lab ran, as `--stage snapshot` runs it (`Snapshot::take` adds `ready`).
 fn guest(expect: &Expect) -> GuestConfig {
-    let mut cmdline = expect.cmdline.clone();
-    if !cmdline.split(' ').any(|w| w == "ready") {
-        cmdline.push_str(" ready");
-    }
     GuestConfig {
-        cmdline,
+        cmdline: expect.cmdline.clone(),
         input: expect.input.clone(),
         ..GuestConfig::default()
     }
+    .with_ready()
 }
 
 /// Runs every check; always returns the same number of checks.
@@ -58,7 +55,6 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         "restored run",
         "output",
     ];
-    let rest = |from: usize, because: &str| Check::none_of(&names[from..], because);
     let memory = expect.dir.join("memory.bin");
     let state = expect.dir.join("vm.state");
     let (mem_meta, state_meta) = (fs::metadata(&memory), fs::metadata(&state));
@@ -68,14 +64,13 @@ pub fn check(expect: &Expect) -> Vec<Check> {
             .filter(|(_, m)| m.is_err())
             .map(|(p, _)| p.display().to_string())
             .collect();
-        let mut checks = vec![Check::fail(
+        let failed = Check::fail(
             names[0],
             format!("memory.bin and vm.state in {}", expect.dir.display()),
             format!("no {}", missing.join(", no ")),
             start(expect),
-        )];
-        checks.extend(rest(1, "no snapshot"));
-        return checks;
+        );
+        return Check::stop_after(vec![failed], &names, "no snapshot");
     };
     let want_ram = GuestConfig::default().mem_size;
     let files_ok = mem_meta.len() > 0 && mem_meta.len() % 4096 == 0 && state_meta.len() > 0;
@@ -94,8 +89,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
         start(expect),
     )];
     if !files_ok {
-        checks.extend(rest(1, "the files are incomplete"));
-        return checks;
+        return Check::stop_after(checks, &names, "the files are incomplete");
     }
     let snapshot = Snapshot {
         dir: expect.dir.clone(),
@@ -115,8 +109,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
                     start(expect)
                 ),
             ));
-            checks.extend(rest(2, "vm.state does not parse"));
-            return checks;
+            return Check::stop_after(checks, &names, "vm.state does not parse");
         }
     }
     let mut vm = match snapshot.restore(false) {
@@ -137,8 +130,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
                     start(expect)
                 ),
             ));
-            checks.extend(rest(3, "not restored"));
-            return checks;
+            return Check::stop_after(checks, &names, "not restored");
         }
     };
     let report = match vm.run(&RunOptions::default(), &mut |_| {}) {
@@ -150,8 +142,7 @@ pub fn check(expect: &Expect) -> Vec<Check> {
                 e,
                 start(expect),
             ));
-            checks.extend(rest(4, "the restored run failed"));
-            return checks;
+            return Check::stop_after(checks, &names, "the restored run failed");
         }
     };
     checks.push(Check::expect(

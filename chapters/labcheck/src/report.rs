@@ -59,6 +59,19 @@ impl Check {
             .collect()
     }
 
+    /// Ends a run of checks early: `checks`, made in the order of `names` (the last of them
+    /// the failure that makes the rest pointless), then every later name, not checked
+    /// `because`. The count of checks stays the same whichever step failed.
+    pub fn stop_after(
+        mut checks: Vec<Check>,
+        names: &[&str],
+        because: impl fmt::Display,
+    ) -> Vec<Check> {
+        let done = checks.len().min(names.len());
+        checks.extend(Check::none_of(&names[done..], because));
+        checks
+    }
+
     /// `ok` if `passed`, otherwise [`Check::fail`].
     pub fn expect(
         name: impl Into<String>,
@@ -143,5 +156,24 @@ mod tests {
             "FAIL processes: not checked: no cgroup"
         );
         assert_eq!(report.summary(), "1 passed, 2 failed");
+    }
+
+    #[test]
+    fn stopping_early_keeps_the_count_and_names_the_rest() {
+        let names = ["files", "parse", "run"];
+        let checks = Check::stop_after(
+            vec![Check::fail("files", "two files", "none", "make them")],
+            &names,
+            "no files",
+        );
+        let lines: Vec<String> = checks.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "FAIL files: expected two files, found none (hint: make them)",
+                "FAIL parse: not checked: no files",
+                "FAIL run: not checked: no files",
+            ]
+        );
     }
 }

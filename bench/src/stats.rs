@@ -56,6 +56,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// The median of `samples` (between the two middle ones for an even count), as a duration:
+/// what the criterion benches print. `None` for no samples.
+pub fn median(samples: &[Duration]) -> Option<Duration> {
+    Summary::of(samples).map(|s| Duration::from_secs_f64(s.median / 1e3))
+}
+
 /// A number with three significant digits, no exponent: 0.00912, 0.691, 12.3, 1234.
 pub fn number(v: f64) -> String {
     let a = v.abs();
@@ -79,7 +85,9 @@ pub fn ms(v: f64) -> String {
     format!("{} ms", number(v))
 }
 
-/// Bytes in KiB / MiB / GiB.
+/// Bytes in KiB / MiB / GiB, with three significant digits like every figure of the report
+/// ("2.81 KiB", "8.12 MiB"). Not ch03's `quantity::human_bytes`, which rounds to one decimal
+/// ("2.8 KiB") and counts small sizes in bytes.
 pub fn bytes(b: u64) -> String {
     let b = b as f64;
     if b >= (1u64 << 30) as f64 {
@@ -101,5 +109,11 @@ mod tests {
         assert_eq!((s.n, s.median), (5, 3.0));
         assert!((s.p10 - 1.4).abs() < 1e-9 && (s.p90 - 4.6).abs() < 1e-9);
         assert!(Summary::of(&[]).is_none());
+        let ms = Duration::from_millis;
+        assert_eq!(
+            median(&[ms(4), ms(1), ms(2), ms(3)]),
+            Some(Duration::from_micros(2500))
+        );
+        assert_eq!(median(&[]), None);
     }
 }
