@@ -34,7 +34,15 @@ fn median_of(all: &[(String, Option<f64>)], label: &str) -> Option<f64> {
 }
 
 /// Runs the quick report into `out`; returns its stdout.
+/// One report at a time: each times containers and boots QEMU, and two side by side on a
+/// 2-core machine would measure each other (a software-emulated boot under that load was seen
+/// to hang).
+static ONE_REPORT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn quick_report(out: &Path, as_nobody: bool) -> String {
+    let _turn = ONE_REPORT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut command = if as_nobody {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
