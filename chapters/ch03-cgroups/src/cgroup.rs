@@ -302,6 +302,7 @@ impl Cgroup {
                     v1::cpuacct::read_usage(&dir.path, &mut usage)?
                 }
                 DirKind::V1(V1Controller::Pids) => v1::pids::read_usage(&dir.path, &mut usage)?,
+                DirKind::V1(V1Controller::Cpu) => v1::cpu::read_usage(&dir.path, &mut usage)?,
                 DirKind::V2 => {
                     if exists(&dir.path, "memory.current") {
                         v2::memory::read_usage(&dir.path, &mut usage)?;

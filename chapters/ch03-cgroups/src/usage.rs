@@ -16,6 +16,9 @@ pub struct Usage {
     pub oom_kills: Option<u64>,
     /// CPU time used by all its processes.
     pub cpu_time: Option<Duration>,
+    /// Scheduling periods in which the CPU quota stopped it (`nr_throttled` in `cpu.stat`):
+    /// the kernel's own word that `--cpus` held it back, whatever else the machine was doing.
+    pub cpu_throttled: Option<u64>,
     /// Processes (and threads) in it now.
     pub pids: Option<u64>,
 }

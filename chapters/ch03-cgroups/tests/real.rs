@@ -117,12 +117,14 @@ fn cpu_quota_holds_a_burner_near_its_limit() {
         &workload(&["__burn", "1.2"]),
     )
     .unwrap();
+    // The kernel says the quota stopped it: a fact that holds however busy the machine is
+    // (a lower bound on the share it got would not: under load it gets less than its quota).
+    let throttled = run.usage.cpu_throttled.expect("cpu.stat's nr_throttled");
+    assert!(throttled > 0, "the quota never throttled the burner");
+    // And it never got more than its quota: unlimited, the burner would use ~1.0 CPU. A wide
+    // margin: this is a behaviour check, not a benchmark.
     let share = run.usage.cpu_time.unwrap().as_secs_f64() / run.wall_time.as_secs_f64();
-    // Unlimited, the burner would use ~1.0 CPU. A wide margin: this is a behaviour check, not a benchmark.
-    assert!(
-        (0.3..0.7).contains(&share),
-        "got {share:.2} CPU under a 0.5 quota"
-    );
+    assert!(share < 0.7, "got {share:.2} CPU under a 0.5 quota");
 }
 
 #[test]

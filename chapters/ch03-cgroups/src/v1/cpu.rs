@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::files::{write, Written};
+use crate::files::{read_keyed, write, Written};
 use crate::limits::quota_for;
-use crate::{CgroupError, Limits};
+use crate::{CgroupError, Limits, Usage};
 
 // ANCHOR: v1_cpu
 /// `--cpus` becomes `cpu.cfs_period_us` and `cpu.cfs_quota_us`; relative weight is `cpu.shares`.
@@ -21,3 +21,9 @@ pub fn apply(dir: &Path, limits: &Limits) -> Result<Vec<Written>, CgroupError> {
     Ok(written)
 }
 // ANCHOR_END: v1_cpu
+
+/// `nr_throttled` from the cpu controller's `cpu.stat`: how often the quota stopped the group.
+pub fn read_usage(dir: &Path, usage: &mut Usage) -> Result<(), CgroupError> {
+    usage.cpu_throttled = read_keyed(dir, "cpu.stat", "nr_throttled")?;
+    Ok(())
+}

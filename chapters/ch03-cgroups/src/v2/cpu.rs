@@ -27,8 +27,10 @@ pub fn apply(dir: &Path, limits: &Limits) -> Result<Vec<Written>, CgroupError> {
 }
 // ANCHOR_END: v2_cpu
 
-/// `usage_usec` from `cpu.stat` (present even without the cpu controller enabled).
+/// `usage_usec` from `cpu.stat` (present even without the cpu controller enabled), and
+/// `nr_throttled` (present only with it).
 pub fn read_usage(dir: &Path, usage: &mut Usage) -> Result<(), CgroupError> {
     usage.cpu_time = read_keyed(dir, "cpu.stat", "usage_usec")?.map(Duration::from_micros);
+    usage.cpu_throttled = read_keyed(dir, "cpu.stat", "nr_throttled")?;
     Ok(())
 }
