@@ -272,11 +272,9 @@ fn container_sleep(runtime: &mut Runtime, bundle: &Path) -> Measured<(CgroupMemo
         std::thread::sleep(SETTLE);
         let layout = ch03_cgroups::detect().map_err(|e| e.to_string())?;
         let path = CgroupPath::new(&record.cgroup).map_err(|e| e.to_string())?;
-        let cgroup = Cgroup::open(&layout, &path).map_err(|e| e.to_string())?;
-        let memory = read_memory(&cgroup);
-        // `delete` removes it below; this handle must not.
-        cgroup.keep();
-        Ok::<_, String>((memory?, runtime_processes_beside(init)))
+        // Only looking: `delete` removes it below.
+        let cgroup = Cgroup::observe(&layout, &path).map_err(|e| e.to_string())?;
+        Ok::<_, String>((read_memory(&cgroup)?, runtime_processes_beside(init)))
     })();
     let _ = delete(&runtime.store, &id, true);
     let _ = waitpid(init, None);

@@ -130,7 +130,7 @@ pub(crate) fn exec_outcome(exec: Result<(), ExecError>) -> Message {
     }
 }
 
-// ANCHOR: become_command
+// ANCHOR: exec_command
 /// The command's process between `fork` and `exec` — or init itself, which becomes the command
 /// this way (runc's way, [`command_is_init`](crate::Isolation::command_is_init)): clean signals,
 /// its stdout/stderr, "created" and the start gate, the pre-exec steps, then `exec` in place.
@@ -166,7 +166,7 @@ pub(crate) fn exec_command(
     // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
     unsafe { libc::_exit(if errno == Errno::ENOENT { 127 } else { 126 }) }
 }
-// ANCHOR_END: become_command
+// ANCHOR_END: exec_command
 
 /// What the command's process does between `fork` and `exec`.
 #[derive(Default)]

@@ -107,49 +107,6 @@ pub fn init_script() -> String {
 }
 // ANCHOR_END: init
 
-/// Why `binary` cannot run as the initramfs's only program, if it cannot. The initramfs has no
-/// libc and no dynamic loader: a dynamically linked executable (one with a PT_INTERP program
-/// header naming its loader) would fail to start, and the kernel would panic with no init.
-pub fn check_static(binary: &[u8]) -> std::result::Result<(), String> {
-    if !binary.starts_with(b"\x7fELF") {
-        return Err("not an ELF executable".into());
-    }
-    // e_ident[EI_CLASS] = 2 (64-bit), [EI_DATA] = 1 (little-endian): what the guest runs.
-    if binary.get(4..6) != Some(&[2, 1][..]) {
-        return Err("not a 64-bit little-endian ELF executable".into());
-    }
-    // Offsets come from the file: checked, so that a corrupt one is an error, not a panic.
-    let bytes = |at: usize, n: usize| {
-        let end = at.saturating_add(n);
-        binary.get(at..end).ok_or_else(|| {
-            format!(
-                "truncated: the ELF headers run past its {} bytes",
-                binary.len()
-            )
-        })
-    };
-    let num = |at: usize, n: usize| -> std::result::Result<usize, String> {
-        let mut le = [0u8; 8];
-        le[..n].copy_from_slice(bytes(at, n)?);
-        Ok(u64::from_le_bytes(le) as usize)
-    };
-    // e_phoff, e_phentsize, e_phnum; in each program header p_type, p_offset, p_filesz.
-    let (phoff, phentsize, phnum) = (num(0x20, 8)?, num(0x36, 2)?, num(0x38, 2)?);
-    const PT_INTERP: usize = 3;
-    for i in 0..phnum {
-        let header = phoff.saturating_add(i.saturating_mul(phentsize));
-        if num(header, 4)? == PT_INTERP {
-            let loader = bytes(num(header + 0x08, 8)?, num(header + 0x20, 8)?)?;
-            let loader = String::from_utf8_lossy(loader);
-            return Err(format!(
-                "dynamically linked (it needs the loader {}, and the initramfs has no libc)",
-                loader.trim_end_matches('\0')
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Builds the initramfs at `out` from a static `busybox` binary; a dynamic one is refused.
 pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
     let err = |reason: String| VmError::Initramfs {
@@ -162,7 +119,9 @@ pub fn build(busybox: &Path, out: &Path) -> Result<u64> {
             busybox.display()
         ))
     })?;
-    check_static(&binary).map_err(|why| {
+    // The initramfs has no libc and no dynamic loader: a dynamically linked busybox would fail
+    // to start, and the kernel would panic with no init.
+    labkit::check_static_elf(&binary).map_err(|why| {
         err(format!(
             "{} is {why}: give a static busybox (apt-get install busybox-static)",
             busybox.display()
@@ -260,7 +219,7 @@ mod tests {
         let size = build(&busybox, &out).unwrap();
         assert_eq!(fs::metadata(&out).unwrap().len(), size);
         let truncated = &fs::read(&busybox).unwrap()[..0x40];
-        assert!(check_static(truncated)
+        assert!(labkit::check_static_elf(truncated)
             .unwrap_err()
             .starts_with("truncated"));
     }

@@ -59,7 +59,8 @@ struct Dirs {
 }
 
 fn dirs(layout: &Layout, path: &CgroupPath) -> Option<Dirs> {
-    let cgroup = Cgroup::open(layout, path).ok()?;
+    // Only looking: the student's cgroup stays, whatever happens here.
+    let cgroup = Cgroup::observe(layout, path).ok()?;
     let dirs = Dirs {
         memory: cgroup
             .v1_dir(V1Controller::Memory)
@@ -79,8 +80,6 @@ fn dirs(layout: &Layout, path: &CgroupPath) -> Option<Dirs> {
             .map(Path::to_path_buf),
         all: cgroup.dirs().map(Path::to_path_buf).collect(),
     };
-    // Only looking: never remove the student's cgroup.
-    cgroup.keep();
     Some(dirs)
 }
 

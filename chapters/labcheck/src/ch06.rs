@@ -162,7 +162,8 @@ fn cgroup_check(name: &str, cgroup: &str, pid: i32) -> Check {
         (Err(e), _) => return Check::not_checked(name, e),
         (_, Err(e)) => return Check::not_checked(name, e),
     };
-    let Ok(handle) = Cgroup::open(&layout, &path) else {
+    // Only looking: the student's cgroup stays, whatever happens here.
+    let Ok(handle) = Cgroup::observe(&layout, &path) else {
         return Check::fail(
             name,
             format!("cgroup {path} (recorded at create)"),
@@ -176,8 +177,6 @@ fn cgroup_check(name: &str, cgroup: &str, pid: i32) -> Check {
         .next()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    // Only looking: never remove the student's cgroup.
-    handle.keep();
     Check::expect(
         name,
         inside,

@@ -22,5 +22,5 @@ pub use port::free_port;
 pub use privilege::{in_ci, is_root, require_root};
 pub use procstat::{ppid, proc_stat_field, ProcStatError};
 pub use registry::{LocalRegistry, LocalRegistryError, REGISTRY_BINARY};
-pub use rootfs::{busybox_rootfs, find_static_busybox, RootfsError};
+pub use rootfs::{busybox_rootfs, check_static_elf, find_static_busybox, RootfsError};
 pub use scratch::ScratchDir;

@@ -45,27 +45,50 @@ pub fn find_static_busybox() -> Result<PathBuf, RootfsError> {
 
 /// A static ELF has no PT_INTERP program header (no dynamic loader to name).
 fn is_static_elf(path: &Path) -> bool {
-    let Ok(bytes) = fs::read(path) else {
-        return false;
-    };
-    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 {
-        return false; // not a 64-bit ELF
+    fs::read(path).is_ok_and(|bytes| check_static_elf(&bytes).is_ok())
+}
+
+/// Why `binary` is not a static 64-bit little-endian ELF executable, if it is not: a
+/// dynamically linked one has a PT_INTERP program header naming its loader, and cannot run
+/// where there is no libc (a busybox rootfs, an initramfs).
+pub fn check_static_elf(binary: &[u8]) -> Result<(), String> {
+    if !binary.starts_with(b"\x7fELF") {
+        return Err("not an ELF executable".into());
     }
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]) as usize;
-    let u64_at = |o: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[o..o + 8]);
-        u64::from_le_bytes(b) as usize
+    // e_ident[EI_CLASS] = 2 (64-bit), [EI_DATA] = 1 (little-endian).
+    if binary.get(4..6) != Some(&[2, 1][..]) {
+        return Err("not a 64-bit little-endian ELF executable".into());
+    }
+    // Offsets come from the file: checked, so that a corrupt one is an error, not a panic.
+    let bytes = |at: usize, n: usize| {
+        let end = at.saturating_add(n);
+        binary.get(at..end).ok_or_else(|| {
+            format!(
+                "truncated: the ELF headers run past its {} bytes",
+                binary.len()
+            )
+        })
     };
-    let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
-    const PT_INTERP: u32 = 3;
-    (0..phnum).all(|i| {
-        let entry = phoff + i * phentsize;
-        bytes
-            .get(entry..entry + 4)
-            .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
-            .unwrap_or(false)
-    })
+    let num = |at: usize, n: usize| -> Result<usize, String> {
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(bytes(at, n)?);
+        Ok(u64::from_le_bytes(le) as usize)
+    };
+    // e_phoff, e_phentsize, e_phnum; in each program header p_type, p_offset, p_filesz.
+    let (phoff, phentsize, phnum) = (num(0x20, 8)?, num(0x36, 2)?, num(0x38, 2)?);
+    const PT_INTERP: usize = 3;
+    for i in 0..phnum {
+        let header = phoff.saturating_add(i.saturating_mul(phentsize));
+        if num(header, 4)? == PT_INTERP {
+            let loader = bytes(num(header + 0x08, 8)?, num(header + 0x20, 8)?)?;
+            let loader = String::from_utf8_lossy(loader);
+            return Err(format!(
+                "dynamically linked (it needs the loader {}, and there is no libc where it goes)",
+                loader.trim_end_matches('\0')
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Builds a busybox rootfs in `target` (which must exist and be empty or a previous rootfs):
